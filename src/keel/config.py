@@ -1,0 +1,147 @@
+"""Settings, resolved from environment variables, ``keel.toml`` and defaults.
+
+Precedence, highest first: ``KEEL_*`` environment variables, the ``[keel]``
+table of a ``keel.toml`` (``$KEEL_CONFIG``, else ``./keel.toml``), then the
+defaults below. :func:`load_settings` remembers where every value came from,
+which ``keel config`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from keel.exceptions import ConfigError, did_you_mean
+
+__all__ = ["Settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one keel installation.
+
+    Attributes:
+        home: folder holding the embedded store and objects (``.keel``).
+        store_uri: SQLAlchemy URL of the metadata store.
+        artifact_uri: root of the object store (a folder, ``file://`` or ``s3://``).
+        s3_endpoint_url: endpoint of an S3-compatible server (MinIO, moto ...).
+        heartbeat_interval: seconds between heartbeats of an active run.
+        heartbeat_timeout: seconds without heartbeat before a run counts as dead.
+        flush_interval: seconds between background flushes of buffered metrics.
+        user: the actor recorded on runs and audit events.
+        sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
+    """
+
+    home: Path
+    store_uri: str
+    artifact_uri: str
+    s3_endpoint_url: str | None = None
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 60.0
+    flush_interval: float = 1.0
+    user: str = "unknown"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Rows of (setting, value, source) for display."""
+        rows = []
+        for f in fields(self):
+            if f.name == "sources":
+                continue
+            rows.append((f.name, str(getattr(self, f.name)), self.sources.get(f.name, "default")))
+        return rows
+
+
+_ENV = {
+    "home": "KEEL_HOME",
+    "store_uri": "KEEL_STORE_URI",
+    "artifact_uri": "KEEL_ARTIFACT_URI",
+    "s3_endpoint_url": "KEEL_S3_ENDPOINT_URL",
+    "heartbeat_interval": "KEEL_HEARTBEAT_INTERVAL",
+    "heartbeat_timeout": "KEEL_HEARTBEAT_TIMEOUT",
+    "flush_interval": "KEEL_FLUSH_INTERVAL",
+    "user": "KEEL_USER",
+}
+_FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval"}
+
+
+def _default_user() -> str:
+    for var in ("USER", "USERNAME", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return "unknown"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Cannot parse {path}: {exc}. Fix the TOML syntax.", path=str(path)) from exc
+    table = data.get("keel", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [keel] must be a table.", path=str(path))
+    unknown = set(table) - set(_ENV)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"{path}: unknown setting '{key}'.{did_you_mean(key, _ENV)} "
+            f"Known settings: {', '.join(sorted(_ENV))}.",
+            path=str(path),
+            key=key,
+        )
+    return table
+
+
+def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Resolve settings from the environment, ``keel.toml`` and defaults."""
+    env = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    config_path = Path(env["KEEL_CONFIG"]) if env.get("KEEL_CONFIG") else cwd / "keel.toml"
+    if env.get("KEEL_CONFIG") and not config_path.is_file():
+        raise ConfigError(
+            f"KEEL_CONFIG points to {config_path}, which is not a file.", path=str(config_path)
+        )
+    toml = _read_toml(config_path) if config_path.is_file() else {}
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, var in _ENV.items():
+        if env.get(var):
+            values[name], sources[name] = env[var], f"env:{var}"
+        elif name in toml:
+            values[name], sources[name] = toml[name], str(config_path)
+    for name in _FLOATS & set(values):
+        try:
+            values[name] = float(values[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Setting '{name}' must be a number of seconds, got {values[name]!r} "
+                f"(from {sources[name]}).",
+                key=name,
+            ) from exc
+        if values[name] <= 0:
+            raise ConfigError(f"Setting '{name}' must be > 0 (from {sources[name]}).", key=name)
+
+    home = Path(values.pop("home", cwd / ".keel")).expanduser()
+    if not home.is_absolute():
+        home = cwd / home
+    sources.setdefault("home", "default")
+    if "store_uri" not in values:
+        values["store_uri"] = f"sqlite:///{home / 'keel.db'}"
+        sources["store_uri"] = "default (KEEL_HOME)"
+    if "artifact_uri" not in values:
+        values["artifact_uri"] = str(home / "objects")
+        sources["artifact_uri"] = "default (KEEL_HOME)"
+    if "user" not in values:
+        values["user"] = _default_user()
+        sources["user"] = "default (login name)"
+    return Settings(home=home, sources=sources, **values)
