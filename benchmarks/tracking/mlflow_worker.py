@@ -99,6 +99,7 @@ def log_batch(cfg: Config, workdir: Path) -> dict[str, Any]:
     batches = list(chunks(metrics, cfg.batch_chunk))
     with mlflow.start_run(experiment_id=experiment_id, run_name="batch") as run:
         run_id = run.info.run_id
+        client.get_run(run_id)  # open the client's store connection before timing
         t0 = now()
         for batch in batches:
             client.log_batch(run_id, metrics=batch)

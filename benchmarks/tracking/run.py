@@ -499,7 +499,7 @@ def print_table(rows: list[Row], raw: dict[str, Any], cfg: Config, title: str) -
         elif r.met:
             cells[-1] = f"[green]{cells[-1]}[/]"
         table.add_row(*cells)
-    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
 
 
 def markdown_table(rows: list[Row], raw: dict[str, Any], cfg: Config) -> str:

@@ -6,13 +6,16 @@ import dataclasses
 import math
 import pickle
 import re
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from keel.store._filter import (
     ATTRIBUTES,
+    MAX_NESTING,
     NUMERIC_ATTRIBUTES,
     RUN_STATUSES,
     And,
@@ -485,6 +488,21 @@ def test_error_paths(text: str, position: int, fragment: str, expected: str) -> 
     assert isinstance(e, ValueError)
 
 
+def test_deep_nesting_is_a_syntax_error_not_a_recursion_error() -> None:
+    ok = "(" * MAX_NESTING + "metrics.a > 1" + ")" * MAX_NESTING
+    assert parse_filter(ok) == A
+    assert parse_filter("not " * MAX_NESTING + "metrics.a > 1") is not None
+    deep = "(" * (MAX_NESTING + 1) + "metrics.a > 1" + ")" * (MAX_NESTING + 1)
+    e = err(deep)
+    assert e.position == MAX_NESTING
+    assert f"more than {MAX_NESTING} levels deep" in str(e)
+    e = err("not (" * 600 + "metrics.a > 1" + ")" * 600)
+    assert "levels deep" in str(e)
+    # depth is nesting, not count: many siblings are fine
+    wide = " and ".join(["(not (metrics.a > 1))"] * 500)
+    assert isinstance(parse_filter(wide), And)
+
+
 def test_error_message_layout() -> None:
     e = err("metrics.auc > and")
     assert str(e) == (
@@ -608,6 +626,35 @@ def test_order_by_rejects_a_bare_string() -> None:
         parse_order_by("metrics.auc desc")
     with pytest.raises(TypeError, match="must be strings"):
         parse_order_by([3])  # type: ignore[list-item]
+
+
+# -------------------------------------------------------------------- docs
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "search.md"
+
+
+def _doc_blocks(section: str) -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```text\n(.*?)\n *```", body, re.DOTALL)
+    return [textwrap.dedent(b) for b in blocks]
+
+
+@pytest.mark.skipif(not DOCS.exists(), reason="docs/search.md is not in this checkout")
+def test_documented_examples_parse() -> None:
+    examples = _doc_blocks("Examples")
+    assert len(examples) >= 8
+    for example in examples:
+        assert parse_filter(example) is not None, example
+
+
+@pytest.mark.skipif(not DOCS.exists(), reason="docs/search.md is not in this checkout")
+def test_documented_error_messages_are_real() -> None:
+    blocks = _doc_blocks("Errors")
+    assert blocks
+    for block in blocks:
+        filter_text = block.splitlines()[1].strip()
+        assert str(err(filter_text)) == block
 
 
 # ---------------------------------------------------------- property tests

@@ -28,8 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
+from keel.exceptions import InvalidSpecError
+
 __all__ = [
     "ATTRIBUTES",
+    "MAX_NESTING",
     "NUMERIC_ATTRIBUTES",
     "RUN_STATUSES",
     "And",
@@ -69,6 +72,9 @@ ATTRIBUTES: Final[tuple[str, ...]] = (
 NUMERIC_ATTRIBUTES: Final[frozenset[str]] = frozenset({"start_time", "end_time", "experiment_id"})
 #: Valid values of the ``status`` attribute (the parser upper-cases input).
 RUN_STATUSES: Final[tuple[str, ...]] = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+#: Deepest nesting of ``not`` and parentheses a filter may use.
+MAX_NESTING: Final = 100
 
 _ATTRIBUTE_ALIASES: Final[dict[str, str]] = {"name": "run_name"}
 _PREFIXES: Final[dict[str, Entity]] = {
@@ -192,7 +198,7 @@ class OrderBy:
 # ------------------------------------------------------------------ errors
 
 
-class FilterSyntaxError(ValueError):
+class FilterSyntaxError(InvalidSpecError):
     """A search filter does not parse or does not type-check.
 
     ``str(err)`` reads ``Invalid filter at position 14: <message>``, followed by
@@ -216,7 +222,7 @@ class FilterSyntaxError(ValueError):
         self.message = (
             f"Invalid {self.subject} at position {position}: {message}\n{_excerpt(text, position)}"
         )
-        super().__init__(self.message)
+        super().__init__(self.message, text=text, position=position, expected=expected)
 
     def __str__(self) -> str:
         return self.message
@@ -287,6 +293,7 @@ class _Parser:
         self.error = error
         self.eof = eof  # how "end of input" is named in messages
         self.pos = 0
+        self.depth = 0  # current nesting of 'not' and '('
         self.tok = self._scan()
 
     # -- lexing ------------------------------------------------------------
@@ -312,7 +319,7 @@ class _Parser:
                 assert m is not None
                 tok = _Token("junk", m.group(), i, m.end())
             else:
-                tok = _Token("number", m.group(), i, m.end(), _to_number(m.group()))
+                tok = _Token("number", m.group(), i, m.end())
         elif (m := _WORD.match(text, i)) is not None:
             tok = _Token("word", m.group(), i, m.end())
         else:
@@ -404,13 +411,28 @@ class _Parser:
         return _combine(And, items)
 
     def _not_expr(self) -> Node:
-        if self._accept_kw("not"):
-            return Not(self._not_expr())
+        if self._is_kw("not"):
+            self._nest()
+            self._advance()
+            node: Node = Not(self._not_expr())
+            self.depth -= 1
+            return node
         return self._primary()
+
+    def _nest(self) -> None:
+        """Count one level of 'not' or '('; deep nesting would overflow the stack."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self._error(
+                self.tok.pos,
+                "a shallower filter",
+                message=f"filter nests 'not' and '(' more than {MAX_NESTING} levels deep",
+            )
 
     def _primary(self) -> Node:
         if self.tok.kind != "(":
             return self._predicate()
+        self._nest()
         opening = self._advance()
         node = self._or_expr()
         if self.tok.kind != ")":
@@ -425,6 +447,7 @@ class _Parser:
                 message=f"expected 'and', 'or' or ')' {where}, found {self._found(self.tok)}",
             )
         self._advance()
+        self.depth -= 1
         return node
 
     def parse_ident(self, expected: str) -> tuple[Entity, str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from keel.exceptions import InvalidSpecError
 from keel.store import schema as t
 from keel.store._filter import And, Compare, InList, IsNull, Like, Node, Not, Or, OrderBy
 
@@ -115,8 +116,13 @@ class _Compiler:
         col = _ATTRS[node.key]
         if isinstance(node, IsNull):
             return col.is_not(None) if node.negated else col.is_(None)
-        if node.key == "experiment_id" and isinstance(node, Compare):
-            return self.compare(col, node.op, int(node.value))  # type: ignore[arg-type]
+        if node.key == "experiment_id":
+            values = node.values if isinstance(node, InList) else (getattr(node, "value", 0),)
+            for val in values:
+                if not (isinstance(val, int) or (isinstance(val, float) and val.is_integer())):
+                    raise InvalidSpecError(
+                        f"experiment_id is an integer; got {val!r} in the filter.", value=str(val)
+                    )
         return self._attr_cond(col, node)
 
     def _attr_cond(self, col: Any, node: Compare | InList | Like) -> ColumnElement[bool]:

@@ -179,7 +179,7 @@ class SqlStore(Store):
             lifecycle_stage=row.lifecycle_stage,
             created_at=row.created_at,
             description=row.description,
-            tags=dict(tag_rows.tuples().all()),
+            tags={k: val for k, val in tag_rows},
         )
 
     def _create_experiment(
@@ -573,7 +573,6 @@ class SqlStore(Store):
                     t.params.c.run_pk == pk, t.params.c.key.in_(list(params))
                 )
             )
-            .tuples()
             .all()
         )
         for key, old in existing.items():

@@ -1,0 +1,45 @@
+# keel — the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test install install-test lint typecheck services bench-tracking clean
+
+$(VENV)/bin/python:
+	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet uv; fi
+	uv venv --quiet --python $(PYTHON) $(VENV) || $(PYTHON) -m venv $(VENV)
+
+install: $(VENV)/bin/python
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet -e ".[all]"
+
+install-test: $(VENV)/bin/python
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet -e ".[test]"
+
+## make demo: install, then train a few models with tracking and compare the runs
+demo: install
+	$(PY) examples/demo.py
+
+services:
+	@bash scripts/services.sh
+
+lint: install-test
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+typecheck: install-test
+	$(VENV)/bin/mypy
+
+## make test: install test deps, start services, lint, type-check, run every test on every backend
+test: install-test services lint typecheck
+	KEEL_TEST_POSTGRES_URL=$(PG_URL) KEEL_TEST_S3=1 KEEL_TEST_REQUIRE_BACKENDS=1 \
+	  $(VENV)/bin/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+bench-tracking: install
+	$(PY) benchmarks/tracking/run.py
+
+clean:
+	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache
