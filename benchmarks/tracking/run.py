@@ -158,8 +158,18 @@ def raw_copy_speeds(src: Path, scratch: Path) -> dict[str, Any]:
             while block := fin.read(1 << 20):
                 fout.write(block)
 
+    def copyfile_fsync() -> None:  # informational: what durability costs on this disk
+        shutil.copyfile(src, dst)
+        with open(dst, "rb+") as fh:
+            os.fsync(fh.fileno())
+
     result: dict[str, Any] = {"bytes": size, "repeats": RAW_COPY_REPEATS}
-    for name, fn in (("copyfile", copyfile), ("read_write_loop", read_write_loop)):
+    measures = (
+        ("copyfile", copyfile),
+        ("read_write_loop", read_write_loop),
+        ("copyfile_fsync", copyfile_fsync),
+    )
+    for name, fn in measures:
         samples: list[float] = []
         for _ in range(RAW_COPY_REPEATS):
             dst.unlink(missing_ok=True)
@@ -471,7 +481,8 @@ def notes(raw: dict[str, Any], cfg: Config) -> list[str]:
         f"order by {SEARCH_ORDER_BY[0]!r}.",
         f"4: raw = the faster of shutil.copyfile {fmt_number(raw['copyfile']['mb_s'])} MB/s and "
         f"a 1 MiB read+write loop {fmt_number(raw['read_write_loop']['mb_s'])} MB/s "
-        f"(same file, median of {raw['repeats']}).",
+        f"(same file, median of {raw['repeats']}, no fsync); for reference, copyfile + fsync: "
+        f"{fmt_number(raw['copyfile_fsync']['mb_s'])} MB/s.",
     ]
 
 
@@ -595,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = raw_copy_speeds(artifact, scratch)
         log(
             f"raw copy: copyfile {raw['copyfile']['mb_s']:.0f} MB/s, "
-            f"read+write {raw['read_write_loop']['mb_s']:.0f} MB/s"
+            f"read+write {raw['read_write_loop']['mb_s']:.0f} MB/s, "
+            f"copyfile+fsync {raw['copyfile_fsync']['mb_s']:.0f} MB/s"
         )
         for tool, workload in JOBS:
             if tool in tools:

@@ -38,9 +38,7 @@ def resolve_run_id(store: Store, text: str) -> str:
             f"or a unique prefix of at least {MIN_PREFIX} (see `keel runs list`).",
             run_id=text,
         )
-    runs, _ = store.search_runs(
-        [], filter=f"run_id like '{given}%'", view="all", max_results=2
-    )
+    runs, _ = store.search_runs([], filter=f"run_id like '{given}%'", view="all", max_results=2)
     if not runs:
         raise NotFoundError(
             f"No run id starts with '{given}'; see `keel runs list --all`.", run_id=given

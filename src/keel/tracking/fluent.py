@@ -229,8 +229,14 @@ def start_run(
             env_digest = _store_environment(client, env)
             all_tags = {**environment_tags(env), **all_tags}
         parent = _stack[-1].run_id if nested and _stack else None
+        if experiment is None:
+            experiment = (
+                _stack[-1].info.experiment_id
+                if parent
+                else os.environ.get("KEEL_EXPERIMENT") or "Default"
+            )
         run = client.create_run(
-            experiment or os.environ.get("KEEL_EXPERIMENT") or "Default",
+            v.check_name("Experiment", experiment),
             name=run_name,
             parent_run_id=parent,
             tags=all_tags,
