@@ -66,8 +66,10 @@ def runs_to_frame(runs: Sequence[Run], output: str) -> Any:
         if not rows:
             return pl.DataFrame()
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        frame = pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], infer_schema_length=None)
-        return frame.with_columns(
+        pl_frame = pl.DataFrame(
+            [{c: row.get(c) for c in columns} for row in rows], infer_schema_length=None
+        )
+        return pl_frame.with_columns(
             pl.from_epoch(pl.col("start_time"), time_unit="ms").dt.replace_time_zone("UTC"),
             pl.from_epoch(pl.col("end_time"), time_unit="ms").dt.replace_time_zone("UTC"),
         )

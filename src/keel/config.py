@@ -85,7 +85,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Cannot parse {path}: {exc}. Fix the TOML syntax.", path=str(path)) from exc
+        raise ConfigError(
+            f"Cannot parse {path}: {exc}. Fix the TOML syntax.", path=str(path)
+        ) from exc
     table = data.get("keel", data)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [keel] must be a table.", path=str(path))

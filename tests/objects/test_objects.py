@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.exceptions import IntegrityError, NotFoundError, NoSuchBackendError
+from keel.exceptions import IntegrityError, NoSuchBackendError, NotFoundError
 from keel.objects import LocalObjectStore, Manifest, ObjectStore, hash_bytes, open_object_store
 from keel.objects.remote import FsspecObjectStore
 
@@ -94,7 +94,9 @@ def test_interrupted_upload_leaves_no_visible_object(objects: ObjectStore) -> No
         assert list((objects.root / ".tmp").iterdir()) == []
 
 
-def test_large_file_streams_without_loading_into_memory(objects: ObjectStore, tmp_path: Path) -> None:
+def test_large_file_streams_without_loading_into_memory(
+    objects: ObjectStore, tmp_path: Path
+) -> None:
     src = tmp_path / "big.bin"
     size = 80 * 1024 * 1024  # streaming keeps the peak flat (~30 MiB with s3fs parts)
     with src.open("wb") as fh:

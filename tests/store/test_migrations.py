@@ -31,7 +31,9 @@ def test_upgrade_from_empty_and_models_match(store_url: str) -> None:
     assert (before, after) == (None, HEAD_REVISION)
     assert upgrade(engine, store_url) == (HEAD_REVISION, HEAD_REVISION)  # idempotent
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     assert diff == [], f"models and migrations differ: {diff}"
     engine.dispose()
 

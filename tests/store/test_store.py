@@ -125,7 +125,11 @@ def test_metrics_history_latest_and_special_values(store: SqlStore) -> None:
     store.log_batch(run_id, metrics=points)
     store.log_batch(run_id, metrics=points)  # a retried batch stores nothing twice
     hist = store.get_metric_history(run_id, "loss")
-    assert [(m.step, m.value, m.timestamp) for m in hist] == [(0, 0.5, 1000), (1, 0.4, 1002), (2, 0.3, 1001)]
+    assert [(m.step, m.value, m.timestamp) for m in hist] == [
+        (0, 0.5, 1000),
+        (1, 0.4, 1002),
+        (2, 0.3, 1001),
+    ]
     run = store.get_run(run_id)
     assert run.metrics["loss"] == 0.3
     assert math.isnan(run.metrics["nan"])
@@ -138,7 +142,9 @@ def test_metrics_history_latest_and_special_values(store: SqlStore) -> None:
 def test_same_step_and_timestamp_points_in_one_batch_are_all_kept(store: SqlStore) -> None:
     run_id = _run(store)
     store.log_batch(run_id, metrics=[Metric("m", float(i), 0, 5) for i in range(10)])
-    assert sorted(m.value for m in store.get_metric_history(run_id, "m")) == [float(i) for i in range(10)]
+    assert sorted(m.value for m in store.get_metric_history(run_id, "m")) == [
+        float(i) for i in range(10)
+    ]
 
 
 def test_finished_run_rejects_metrics_params_and_artifacts(store: SqlStore) -> None:
@@ -170,10 +176,21 @@ def test_artifact_records(store: SqlStore) -> None:
     d = "a" * 64
     store.record_artifacts(
         run_id,
-        [ArtifactInfo("model/model.skops", d, 10), ArtifactInfo("model/env.txt", d, 3), ArtifactInfo("x.txt", d, 1)],
+        [
+            ArtifactInfo("model/model.skops", d, 10),
+            ArtifactInfo("model/env.txt", d, 3),
+            ArtifactInfo("x.txt", d, 1),
+        ],
     )
-    assert [a.path for a in store.list_artifacts(run_id)] == ["model/env.txt", "model/model.skops", "x.txt"]
-    assert [a.path for a in store.list_artifacts(run_id, "model")] == ["model/env.txt", "model/model.skops"]
+    assert [a.path for a in store.list_artifacts(run_id)] == [
+        "model/env.txt",
+        "model/model.skops",
+        "x.txt",
+    ]
+    assert [a.path for a in store.list_artifacts(run_id, "model")] == [
+        "model/env.txt",
+        "model/model.skops",
+    ]
     assert [a.path for a in store.list_artifacts(run_id, "x.txt")] == ["x.txt"]
     for bad in ["../etc/passwd", "/abs", "a/../../b", "C:/win"]:
         with pytest.raises(InvalidSpecError):

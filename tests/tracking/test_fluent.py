@@ -20,7 +20,9 @@ from keel.exceptions import (
 
 
 def test_run_records_everything(backend_env: str, tmp_path: Path) -> None:
-    with keel.start_run(experiment="churn", run_name="rf", tags={"team": "ml"}, description="d") as run:
+    with keel.start_run(
+        experiment="churn", run_name="rf", tags={"team": "ml"}, description="d"
+    ) as run:
         keel.log_param("model", "rf")
         keel.log_params({"depth": 8, "lr": 0.1})
         for step in range(3):
@@ -72,7 +74,11 @@ def test_exception_marks_failed_with_traceback(backend_env: str) -> None:
         _ = 1 / 0
     got = keel.get_run(run.run_id)
     assert got.status is RunStatus.FAILED
-    assert got.failure is not None and "ZeroDivisionError" in got.failure and "Traceback" in got.failure
+    assert (
+        got.failure is not None
+        and "ZeroDivisionError" in got.failure
+        and "Traceback" in got.failure
+    )
     assert got.metrics == {"before": 1.0}  # buffered points were flushed
 
 
@@ -82,7 +88,9 @@ def test_keyboard_interrupt_marks_killed(backend_env: str) -> None:
     assert keel.get_run(run.run_id).status is RunStatus.KILLED
 
 
-def test_params_immutable_and_finished_run_rejects_logging(backend_env: str, tmp_path: Path) -> None:
+def test_params_immutable_and_finished_run_rejects_logging(
+    backend_env: str, tmp_path: Path
+) -> None:
     with keel.start_run(experiment="e") as run:
         keel.log_param("lr", 0.1)
         keel.log_param("lr", 0.1)
@@ -253,7 +261,9 @@ def test_autolog_sklearn(tmp_path: Path) -> None:
     X, y = make_classification(n_samples=200, n_features=5, random_state=0)
     keel.autolog(experiment="auto")
     try:
-        model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0))
+        model = make_pipeline(
+            StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0)
+        )
         model.fit(X, y)
         with keel.start_run(experiment="auto", run_name="mine") as mine:
             LinearRegression().fit(X, y.astype(float))

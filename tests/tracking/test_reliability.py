@@ -35,7 +35,9 @@ def test_eight_processes_log_concurrently_every_point_once(backend_env: str) -> 
     env = _env(KEEL_STORE_URI=backend_env, KEEL_FLUSH_INTERVAL="0.05")
     children = [
         subprocess.Popen(
-            [sys.executable, CHILD, "log", own[i], shared, str(i), str(n)], env=env, stderr=subprocess.PIPE
+            [sys.executable, CHILD, "log", own[i], shared, str(i), str(n)],
+            env=env,
+            stderr=subprocess.PIPE,
         )
         for i in range(procs)
     ]
@@ -57,7 +59,10 @@ def test_sigkill_after_flush_keeps_flushed_points_and_run_is_reaped(backend_env:
     n = 5000
     env = _env(KEEL_STORE_URI=backend_env, KEEL_HEARTBEAT_INTERVAL="0.2", KEEL_FLUSH_INTERVAL="0.2")
     child = subprocess.Popen(
-        [sys.executable, CHILD, "hang", "killed", str(n)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, CHILD, "hang", "killed", str(n)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     run_id = child.stdout.readline().strip()
@@ -88,7 +93,10 @@ def test_upload_killed_midway_leaves_no_visible_object(
     else:
         uri, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_endpoint")
     child = subprocess.Popen(
-        [sys.executable, CHILD, "upload", uri, endpoint], env=_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, CHILD, "upload", uri, endpoint],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     for _ in range(8):  # several MiB in flight (beyond one multipart part)

@@ -150,6 +150,7 @@ def _table(*headers: str, title: str | None = None) -> Table:
         box=box.SIMPLE_HEAD,
         header_style="bold",
         pad_edge=False,
+        min_width=len(title) if title else None,
     )
     return table
 
@@ -475,39 +476,67 @@ def _candidate_columns(
     """Metric and param columns by priority: those the query mentions, then metrics, then params."""
     metrics = sorted({k for r in runs for k in r.metrics})
     params = sorted({k for r in runs for k in r.params})
-    present = {"metric": set(metrics), "param": set(params)}
-    first = [
-        _Column(kind, key)  # type: ignore[arg-type]  # kind is "metric" or "param" here
-        for kind, key in _mentioned_keys(filter_, order_by)
-        if key in present.get(kind, ())
-    ]
+    first: list[_Column] = []
+    for entity, key in _mentioned_keys(filter_, order_by):
+        if entity == "metric" and key in metrics:
+            first.append(_Column("metric", key))
+        elif entity == "param" and key in params:
+            first.append(_Column("param", key))
     rest = [_Column("metric", k) for k in metrics] + [_Column("param", k) for k in params]
     return list(dict.fromkeys([*first, *rest]))
 
 
-def _fit_columns(
-    runs: Sequence[Run], experiments: dict[str, str], candidates: Sequence[_Column], width: int
-) -> list[_Column]:
-    """The leading candidates that fit in ``width`` next to the fixed columns (at most 6)."""
+def _natural_width(table: Table) -> int:
     from rich.measure import Measurement
 
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+
+def _fit_columns(
+    runs: Sequence[Run],
+    experiments: dict[str, str] | None,
+    candidates: Sequence[_Column],
+    width: int,
+) -> list[_Column]:
+    """The leading candidates (at most 6) that fit in ``width`` once names are squeezed."""
     chosen: list[_Column] = []
     for col in candidates[:6]:
-        table = _runs_table(runs, experiments, [*chosen, col])
-        if Measurement.get(console, console.options, table).maximum > width:
+        table = _runs_table(runs, experiments, [*chosen, col], name_width=_MIN_NAME)
+        if _natural_width(table) > width:
             break
         chosen.append(col)
     return chosen
 
 
+def _fit_name_width(
+    runs: Sequence[Run], experiments: dict[str, str] | None, columns: Sequence[_Column], width: int
+) -> int:
+    """The widest name columns (24 down to 6) with which the table fits in ``width``."""
+    for name_width in range(24, 6, -2):
+        if _natural_width(_runs_table(runs, experiments, columns, name_width=name_width)) <= width:
+            return name_width
+    return 6
+
+
+_MIN_NAME = 10
+
+
 def _runs_table(
-    runs: Sequence[Run], experiments: dict[str, str], columns: Sequence[_Column]
+    runs: Sequence[Run],
+    experiments: dict[str, str] | None,
+    columns: Sequence[_Column],
+    *,
+    name_width: int = 24,
 ) -> Table:
-    """Runs, one per row; names and experiments shrink first when space runs out."""
+    """Runs, one per row; names shrink first when space runs out.
+
+    ``experiments`` maps ids to names for an Experiment column (``None``: no column).
+    """
     table = _table()
     table.add_column("ID", style="cyan", no_wrap=True, min_width=8)
-    table.add_column("Name", overflow="ellipsis", max_width=24)
-    table.add_column("Experiment", overflow="ellipsis", max_width=16)
+    table.add_column("Name", no_wrap=True, overflow="ellipsis", max_width=name_width)
+    if experiments is not None:
+        table.add_column("Experiment", no_wrap=True, overflow="ellipsis", max_width=name_width)
     table.add_column("Status", no_wrap=True)
     table.add_column("Start", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
@@ -515,6 +544,7 @@ def _runs_table(
         table.add_column(
             col.header,
             justify="right" if col.kind == "metric" else "left",
+            no_wrap=True,
             overflow="ellipsis",
             max_width=16,
             header_style="bold cyan" if col.kind == "metric" else "bold magenta",
@@ -525,16 +555,21 @@ def _runs_table(
             duration = Text(fmt.format_duration((now_ms - run.start_time) / 1000), style="dim")
         else:
             duration = Text(fmt.format_duration(run.duration))
-        table.add_row(
-            fmt.short_id(run.run_id),
-            Text(run.name),
-            Text(experiments.get(run.experiment_id, run.experiment_id)),
+        cells: list[Text | str] = [fmt.short_id(run.run_id), Text(run.name)]
+        if experiments is not None:
+            cells.append(Text(experiments.get(run.experiment_id, run.experiment_id)))
+        cells += [
             fmt.status_text(run.status, run.lifecycle_stage),
             fmt.format_time(run.start_time, compact=True),
             duration,
             *(col.cell(run) for col in columns),
-        )
+        ]
+        table.add_row(*cells)
     return table
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @runs_app.command("list")
@@ -590,24 +625,31 @@ def runs_list(
             max_results=max_results,
             view=view,
         )
-        experiments = {} if as_json else _experiment_names(client)
+        names = {} if as_json else _experiment_names(client)
     if as_json:
         _print_json([r.to_dict() for r in runs])
         return
     if not runs:
         console.print("No runs found.", style="dim")
         return
+    spanned = {r.experiment_id for r in runs}
+    experiments = names if len(spanned) > 1 else None  # one experiment: say so below instead
     hidden = 0
     if chosen is None:
         candidates = _candidate_columns(runs, filter_, order)
         chosen = _fit_columns(runs, experiments, candidates, console.width)
         hidden = len(candidates) - len(chosen)
-    console.print(_runs_table(runs, experiments, chosen))
-    notes = [f"{len(runs)} run{'s' if len(runs) != 1 else ''}"]
+    name_width = _fit_name_width(runs, experiments, chosen, console.width)
+    console.print(_runs_table(runs, experiments, chosen, name_width=name_width))
+    summary = _plural(len(runs), "run")
+    if experiments is None:
+        only = next(iter(spanned))
+        summary += f" in experiment {names.get(only, only)}"
+    notes = [summary]
     if runs.next_page_token:
         notes.append(f"more match: raise --max (now {max_results})")
     if hidden:
-        notes.append(f"{hidden} more metric/param columns: pick them with --columns")
+        notes.append(f"{_plural(hidden, 'more metric/param column')}: choose with --columns")
     console.print(Text("; ".join(notes) + ".", style="dim"))
 
 

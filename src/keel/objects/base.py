@@ -210,7 +210,9 @@ class ObjectStore(ABC):
         self._require(digest)
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".part", dir=target.parent
+        )
         os.close(fd)
         tmp = Path(tmp_name)
         try:

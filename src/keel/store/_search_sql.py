@@ -31,7 +31,7 @@ _OPS = {
     ">=": lambda c, v: c >= v,
 }
 
-_ATTRS: dict[str, Any] = {
+_ATTRS: dict[str, ColumnElement[Any]] = {
     "run_id": t.runs.c.run_id,
     "run_name": t.runs.c.name,
     "status": t.runs.c.status,
@@ -75,7 +75,8 @@ class _Compiler:
         cond: ColumnElement[bool]
         if isinstance(node, IsNull):
             sub = sa.select(table.c.run_pk).where(key_col == key)
-            return t.runs.c.pk.in_(sub) if node.negated else t.runs.c.pk.not_in(sub)
+            found: ColumnElement[bool] = t.runs.c.pk.in_(sub)
+            return found if node.negated else t.runs.c.pk.not_in(sub)
         if isinstance(node, Compare):
             cond = self.compare(value, node.op, node.value)
         elif isinstance(node, InList):
@@ -87,7 +88,7 @@ class _Compiler:
         return t.runs.c.pk.not_in(sub) if negated else t.runs.c.pk.in_(sub)
 
     @staticmethod
-    def compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    def compare(col: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
         if _is_nan(value):  # NaN is stored as NULL
             if op == "=":
                 return col.is_(None)
@@ -97,19 +98,23 @@ class _Compiler:
         return _OPS[op](col, value)  # type: ignore[no-any-return]
 
     @staticmethod
-    def in_list(col: Any, values: tuple[Any, ...]) -> ColumnElement[bool]:
+    def in_list(col: ColumnElement[Any], values: tuple[Any, ...]) -> ColumnElement[bool]:
         plain = [v for v in values if not _is_nan(v)]
-        cond = col.in_(plain) if plain else sa.false()
+        cond: ColumnElement[bool] = col.in_(plain) if plain else sa.false()
         if len(plain) != len(values):
             cond = sa.or_(cond, col.is_(None))
-        return cond  # type: ignore[no-any-return]
+        return cond
 
     def attribute(self, node: Compare | InList | Like | IsNull) -> ColumnElement[bool]:
         if node.key == "parent_run_id":
             parent = t.runs.alias("p")
-            col: Any = parent.c.run_id
+            col: ColumnElement[Any] = parent.c.run_id
             if isinstance(node, IsNull):
-                return t.runs.c.parent_pk.is_not(None) if node.negated else t.runs.c.parent_pk.is_(None)
+                return (
+                    t.runs.c.parent_pk.is_not(None)
+                    if node.negated
+                    else t.runs.c.parent_pk.is_(None)
+                )
             inner = self._attr_cond(col, node)
             sub = sa.select(parent.c.pk).where(inner)
             return t.runs.c.parent_pk.in_(sub)
@@ -125,14 +130,16 @@ class _Compiler:
                     )
         return self._attr_cond(col, node)
 
-    def _attr_cond(self, col: Any, node: Compare | InList | Like) -> ColumnElement[bool]:
+    def _attr_cond(
+        self, col: ColumnElement[Any], node: Compare | InList | Like
+    ) -> ColumnElement[bool]:
         if isinstance(node, Compare):
             return self.compare(col, node.op, node.value)
         if isinstance(node, InList):
             cond = self.in_list(col, node.values)
             return sa.not_(cond) if node.negated else cond
         cond = col.ilike(node.pattern) if node.case_insensitive else col.like(node.pattern)
-        return sa.not_(cond) if node.negated else cond  # type: ignore[no-any-return]
+        return sa.not_(cond) if node.negated else cond
 
 
 def compile_search(
@@ -141,7 +148,7 @@ def compile_search(
     order: list[OrderBy],
     view: str,
     key_ids: dict[str, int],
-) -> sa.Select[tuple[int]]:
+) -> sa.Select[Any]:
     """A ``SELECT runs.pk`` honouring the filter, view and ordering."""
     r = t.runs.c
     query = sa.select(r.pk).select_from(t.runs)
@@ -155,6 +162,7 @@ def compile_search(
     if conds:
         query = query.where(*conds)
     order_cols: list[Any] = []
+    col: ColumnElement[Any]
     for i, ob in enumerate(order):
         if ob.entity == "attribute":
             if ob.key == "parent_run_id":

@@ -12,11 +12,14 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from keel import _validation as v
 from keel.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
 from keel.exceptions import InvalidSpecError
+
+if TYPE_CHECKING:
+    from keel.store._filter import Node, OrderBy
 
 __all__ = ["MetricPoint", "Store", "ViewType", "now_ms"]
 
@@ -62,7 +65,11 @@ class Store(ABC):
 
     @abstractmethod
     def _create_experiment(
-        self, name: str, artifact_location: str | None, tags: dict[str, str], description: str | None
+        self,
+        name: str,
+        artifact_location: str | None,
+        tags: dict[str, str],
+        description: str | None,
     ) -> Experiment: ...
 
     @abstractmethod
@@ -208,7 +215,10 @@ class Store(ABC):
             seen.add((key, step, ts))
             points.append((key, value, step, ts))
         self.log_points(
-            run_id, points, params=self._check_params(params or {}), tags=self._check_tags(tags or {})
+            run_id,
+            points,
+            params=self._check_params(params or {}),
+            tags=self._check_tags(tags or {}),
         )
 
     def log_points(
@@ -274,8 +284,8 @@ class Store(ABC):
     def _search_runs(
         self,
         experiment_ids: list[str],
-        node: object,
-        order: list[object],
+        node: Node | None,
+        order: list[OrderBy],
         max_results: int,
         page_token: str | None,
         view: ViewType,
@@ -284,9 +294,7 @@ class Store(ABC):
     # -- artifacts -------------------------------------------------------------------------
     def record_artifacts(self, run_id: str, entries: Sequence[ArtifactInfo]) -> None:
         """Attach stored blobs to a run under their artifact paths (replacing same paths)."""
-        clean = [
-            ArtifactInfo(v.check_artifact_path(e.path), e.digest, e.size) for e in entries
-        ]
+        clean = [ArtifactInfo(v.check_artifact_path(e.path), e.digest, e.size) for e in entries]
         self._record_artifacts(v.check_run_id(run_id), clean)
 
     @abstractmethod

@@ -10,6 +10,8 @@ stores NaN (SQLite cannot store NaN; PostgreSQL follows the same convention).
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy import (
     BigInteger,
     Double,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -157,12 +160,12 @@ class ArtifactRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
-experiments = ExperimentRow.__table__
-experiment_tags = ExperimentTagRow.__table__
-runs = RunRow.__table__
-params = ParamRow.__table__
-tags = TagRow.__table__
-metric_keys = MetricKeyRow.__table__
-metrics = MetricRow.__table__
-latest_metrics = LatestMetricRow.__table__
-artifacts = ArtifactRow.__table__
+experiments = cast(Table, ExperimentRow.__table__)
+experiment_tags = cast(Table, ExperimentTagRow.__table__)
+runs = cast(Table, RunRow.__table__)
+params = cast(Table, ParamRow.__table__)
+tags = cast(Table, TagRow.__table__)
+metric_keys = cast(Table, MetricKeyRow.__table__)
+metrics = cast(Table, MetricRow.__table__)
+latest_metrics = cast(Table, LatestMetricRow.__table__)
+artifacts = cast(Table, ArtifactRow.__table__)

@@ -35,6 +35,7 @@ from keel.exceptions import (
     did_you_mean,
 )
 from keel.store import schema as t
+from keel.store._filter import Node, OrderBy
 from keel.store.base import MetricPoint, Store, ViewType, now_ms
 
 __all__ = ["HEAD_REVISION", "SqlStore", "normalize_url"]
@@ -61,8 +62,42 @@ def _null_to_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-_ADJ = "bold brave calm eager fair fast gentle keen lucky merry nimble proud quick sharp swift wise".split()
-_NOUN = "badger crane eagle falcon fox hawk heron lark lynx otter owl panda raven seal tiger wolf".split()
+_ADJ = [
+    "bold",
+    "brave",
+    "calm",
+    "eager",
+    "fair",
+    "fast",
+    "gentle",
+    "keen",
+    "lucky",
+    "merry",
+    "nimble",
+    "proud",
+    "quick",
+    "sharp",
+    "swift",
+    "wise",
+]
+_NOUN = [
+    "badger",
+    "crane",
+    "eagle",
+    "falcon",
+    "fox",
+    "hawk",
+    "heron",
+    "lark",
+    "lynx",
+    "otter",
+    "owl",
+    "panda",
+    "raven",
+    "seal",
+    "tiger",
+    "wolf",
+]
 
 
 def _run_name() -> str:
@@ -90,10 +125,19 @@ class SqlStore(Store):
         self._last_reap = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "artifact_location": self.artifact_location, "migrate": self.migrate}
+        return {
+            "url": self.url,
+            "artifact_location": self.artifact_location,
+            "migrate": self.migrate,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], artifact_location=state["artifact_location"], migrate=state["migrate"])  # type: ignore[misc]
+        SqlStore.__init__(
+            self,
+            state["url"],
+            artifact_location=state["artifact_location"],
+            migrate=state["migrate"],
+        )
 
     # -- engine --------------------------------------------------------------------------
     @property
@@ -179,11 +223,15 @@ class SqlStore(Store):
             lifecycle_stage=row.lifecycle_stage,
             created_at=row.created_at,
             description=row.description,
-            tags={k: val for k, val in tag_rows},
+            tags=dict(tag_rows.all()),
         )
 
     def _create_experiment(
-        self, name: str, artifact_location: str | None, tags: dict[str, str], description: str | None
+        self,
+        name: str,
+        artifact_location: str | None,
+        tags: dict[str, str],
+        description: str | None,
     ) -> Experiment:
         now = now_ms()
         try:
@@ -232,7 +280,9 @@ class SqlStore(Store):
         """Experiment by id; raises NotFoundError."""
         exp_pk = self._exp_pk(experiment_id)
         with self._tx(write=False) as conn:
-            row = conn.execute(sa.select(t.experiments).where(t.experiments.c.id == exp_pk)).one_or_none()
+            row = conn.execute(
+                sa.select(t.experiments).where(t.experiments.c.id == exp_pk)
+            ).one_or_none()
             if row is None:
                 raise NotFoundError(
                     f"Experiment id {experiment_id} not found; see `keel experiments list`.",
@@ -273,7 +323,9 @@ class SqlStore(Store):
                 .values(lifecycle_stage=stage, updated_at=now_ms())
             ).rowcount
         if n == 0:
-            raise NotFoundError(f"Experiment id {experiment_id} not found.", experiment_id=experiment_id)
+            raise NotFoundError(
+                f"Experiment id {experiment_id} not found.", experiment_id=experiment_id
+            )
 
     @staticmethod
     def _exp_pk(experiment_id: str | int) -> int:
@@ -341,7 +393,8 @@ class SqlStore(Store):
             ).scalar_one()
             if tags:
                 conn.execute(
-                    sa.insert(t.tags), [{"run_pk": pk, "key": k, "value": v} for k, v in tags.items()]
+                    sa.insert(t.tags),
+                    [{"run_pk": pk, "key": k, "value": v} for k, v in tags.items()],
                 )
         return Run(
             run_id=run_id,
@@ -365,9 +418,7 @@ class SqlStore(Store):
             )
         ).one_or_none()
         if row is None:
-            raise NotFoundError(
-                f"Run '{run_id}' not found; see `keel runs list`.", run_id=run_id
-            )
+            raise NotFoundError(f"Run '{run_id}' not found; see `keel runs list`.", run_id=run_id)
         return row
 
     def _get_run(self, run_id: str) -> Run:
@@ -391,8 +442,18 @@ class SqlStore(Store):
             chunk = list(pks[i : i + _CHUNK])
             rows = conn.execute(
                 sa.select(
-                    r.pk, r.run_id, r.experiment_id, r.name, r.status, r.start_time, r.end_time,
-                    r.lifecycle_stage, r.user, r.description, r.failure, r.environment_digest,
+                    r.pk,
+                    r.run_id,
+                    r.experiment_id,
+                    r.name,
+                    r.status,
+                    r.start_time,
+                    r.end_time,
+                    r.lifecycle_stage,
+                    r.user,
+                    r.description,
+                    r.failure,
+                    r.environment_digest,
                     parent.c.run_id.label("parent_run_id"),
                 )
                 .select_from(t.runs.outerjoin(parent, parent.c.pk == r.parent_pk))
@@ -407,7 +468,9 @@ class SqlStore(Store):
             ):
                 params[pk][key] = value
             for pk, key, value in conn.execute(
-                sa.select(t.tags.c.run_pk, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_pk.in_(chunk))
+                sa.select(t.tags.c.run_pk, t.tags.c.key, t.tags.c.value).where(
+                    t.tags.c.run_pk.in_(chunk)
+                )
             ):
                 tags[pk][key] = value
             lm = t.latest_metrics.c
@@ -484,6 +547,7 @@ class SqlStore(Store):
                 )
             ).all()
             for run_id, last in dead:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last / 1000))
                 conn.execute(
                     sa.update(t.runs)
                     .where(r.run_id == run_id, r.status == "RUNNING")
@@ -492,7 +556,7 @@ class SqlStore(Store):
                         end_time=last,
                         failure=(
                             f"The process running this run stopped sending heartbeats "
-                            f"(last at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last / 1000))} UTC, "
+                            f"(last at {when} UTC, "
                             f"timeout {timeout:g} s): it crashed or was killed."
                         ),
                     )
@@ -510,7 +574,9 @@ class SqlStore(Store):
             self.reap_dead_runs(load_settings().heartbeat_timeout)
 
     # -- params, metrics, tags ---------------------------------------------------------------
-    def _metric_names(self, conn: Connection, need: Iterable[int] = (), *, reload: bool = False) -> dict[int, str]:
+    def _metric_names(
+        self, conn: Connection, need: Iterable[int] = (), *, reload: bool = False
+    ) -> dict[int, str]:
         """Map metric key ids to names, reloading the (small) key table when needed."""
         if reload or any(i not in self._key_names for i in need):
             for key_id, name in conn.execute(sa.select(t.metric_keys.c.id, t.metric_keys.c.name)):
@@ -572,8 +638,7 @@ class SqlStore(Store):
                 sa.select(t.params.c.key, t.params.c.value).where(
                     t.params.c.run_pk == pk, t.params.c.key.in_(list(params))
                 )
-            )
-            .all()
+            ).all()
         )
         for key, old in existing.items():
             if old != params[key]:
@@ -597,7 +662,13 @@ class SqlStore(Store):
         for p in points:
             key, value, step, ts = p
             rows.append(
-                {"run_pk": pk, "key_id": ids[key], "step": step, "ts": ts, "value": _nan_to_null(value)}
+                {
+                    "run_pk": pk,
+                    "key_id": ids[key],
+                    "step": step,
+                    "ts": ts,
+                    "value": _nan_to_null(value),
+                }
             )
             cur = latest.get(key)
             if cur is None or (step, ts) >= (cur[2], cur[3]):
@@ -650,8 +721,8 @@ class SqlStore(Store):
     def _search_runs(
         self,
         experiment_ids: list[str],
-        node: object,
-        order: list[object],
+        node: Node | None,
+        order: list[OrderBy],
         max_results: int,
         page_token: str | None,
         view: ViewType,
@@ -665,7 +736,7 @@ class SqlStore(Store):
             self._metric_names(conn, reload=True)
             by_name = dict(self._key_ids)
             query = compile_search(exp_pks, node, order, view, by_name)
-            pks = conn.execute(query.limit(max_results + 1).offset(offset)).scalars().all()
+            pks = [int(row[0]) for row in conn.execute(query.limit(max_results + 1).offset(offset))]
             more = len(pks) > max_results
             pks = pks[:max_results]
             runs = self._load_runs(conn, pks)
@@ -693,7 +764,13 @@ class SqlStore(Store):
                     set_={"digest": stmt.excluded.digest, "size": stmt.excluded.size},
                 ),
                 [
-                    {"run_pk": row.pk, "path": e.path, "digest": e.digest, "size": e.size, "created_at": now}
+                    {
+                        "run_pk": row.pk,
+                        "path": e.path,
+                        "digest": e.digest,
+                        "size": e.size,
+                        "created_at": now,
+                    }
                     for e in entries
                 ],
             )
@@ -704,7 +781,9 @@ class SqlStore(Store):
             pk = self._run_row(conn, run_id).pk
             q = sa.select(a.path, a.digest, a.size).where(a.run_pk == pk).order_by(a.path)
             if prefix:
-                q = q.where(sa.or_(a.path == prefix, a.path.startswith(prefix + "/", autoescape=True)))
+                q = q.where(
+                    sa.or_(a.path == prefix, a.path.startswith(prefix + "/", autoescape=True))
+                )
             return [ArtifactInfo(p, d, s) for p, d, s in conn.execute(q)]
 
     def referenced_digests(self) -> set[str]:

@@ -113,7 +113,9 @@ class MetricBuffer:
             if self._thread is not None:
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="keel-metric-writer", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="keel-metric-writer", daemon=True
+            )
             self._thread.start()
 
     def _loop(self) -> None:

@@ -23,7 +23,9 @@ _state = threading.local()
 _options: dict[str, Any] = {"log_models": True, "experiment": None}
 
 
-def autolog(*, disable: bool = False, log_models: bool = True, experiment: str | None = None) -> None:
+def autolog(
+    *, disable: bool = False, log_models: bool = True, experiment: str | None = None
+) -> None:
     """Turn scikit-learn autologging on (or off with ``disable=True``).
 
     Args:
@@ -69,7 +71,9 @@ def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
     return fit
 
 
-def _logged_fit(original: Callable[..., Any], est: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _logged_fit(
+    original: Callable[..., Any], est: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     from keel.entities import RunStatus
     from keel.tracking import fluent
 
@@ -104,7 +108,7 @@ def _flat_params(est: Any) -> dict[str, str]:
     return out
 
 
-def _training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
+def _training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:  # noqa: N803
     from sklearn import metrics as skm
     from sklearn.base import is_classifier, is_regressor
 
@@ -114,7 +118,9 @@ def _training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
         if is_classifier(est):
             pred = est.predict(X)
             out["training_accuracy"] = skm.accuracy_score(y, pred)
-            out["training_precision"] = skm.precision_score(y, pred, average="weighted", zero_division=0)
+            out["training_precision"] = skm.precision_score(
+                y, pred, average="weighted", zero_division=0
+            )
             out["training_recall"] = skm.recall_score(y, pred, average="weighted", zero_division=0)
             out["training_f1"] = skm.f1_score(y, pred, average="weighted", zero_division=0)
             if hasattr(est, "predict_proba"):
@@ -153,8 +159,10 @@ def _log_fit(run: Any, est: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
             "fit's params. Start one run per fit to keep them apart.",
             stacklevel=4,
         )
-    client.set_tags(run_id, {"keel.autolog.estimator": f"{type(est).__module__}.{type(est).__name__}"})
-    X = args[0] if args else kwargs.get("X")
+    client.set_tags(
+        run_id, {"keel.autolog.estimator": f"{type(est).__module__}.{type(est).__name__}"}
+    )
+    X = args[0] if args else kwargs.get("X")  # noqa: N806
     y = args[1] if len(args) > 1 else kwargs.get("y")
     if X is not None and y is not None:
         run.log_metrics(_training_metrics(est, X, y))

@@ -55,7 +55,9 @@ class Client:
     def store(self) -> Store:
         """The metadata store (opened on first use)."""
         if self._store is None:
-            self._store = SqlStore(self.settings.store_uri, artifact_location=self.settings.artifact_uri)
+            self._store = SqlStore(
+                self.settings.store_uri, artifact_location=self.settings.artifact_uri
+            )
         return self._store
 
     @property
@@ -148,7 +150,9 @@ class Client:
         """A run with params, latest metrics and tags."""
         return self.store.get_run(run_id)
 
-    def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, failure: str | None = None) -> None:
+    def end_run(
+        self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, failure: str | None = None
+    ) -> None:
         """Flush the run's metrics and give it a terminal status."""
         if self._buffer is not None:
             self._buffer.unwatch(run_id)
@@ -205,7 +209,9 @@ class Client:
         return self.store.get_metric_history(run_id, key)
 
     # -- artifacts ------------------------------------------------------------------------------
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactInfo:
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> ArtifactInfo:
         """Store a file under ``<artifact_path>/<file name>`` of the run."""
         src = Path(local_path)
         if not src.is_file():
@@ -222,11 +228,15 @@ class Client:
         self.store.record_artifacts(run_id, [info])
         return info
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[ArtifactInfo]:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[ArtifactInfo]:
         """Store every file under a directory, keeping its layout (parallel uploads)."""
         root = Path(local_dir)
         if not root.is_dir():
-            raise InvalidSpecError(f"Cannot log artifacts from {root}: not a directory.", path=str(root))
+            raise InvalidSpecError(
+                f"Cannot log artifacts from {root}: not a directory.", path=str(root)
+            )
         files = sorted(p for p in root.rglob("*") if p.is_file())
         dests = [_join(artifact_path, p.relative_to(root).as_posix()) for p in files]
         self._check_running(run_id)
@@ -277,9 +287,9 @@ class Client:
             raise InvalidSpecError(
                 f"log_table writes Parquet: name the file '*.parquet', got {artifact_file!r}."
             )
-        from keel._tables import to_arrow
-
         import pyarrow.parquet as pq
+
+        from keel._tables import to_arrow
 
         buf = io.BytesIO()
         pq.write_table(to_arrow(data), buf)
@@ -324,7 +334,9 @@ class Client:
         for info in self.store.list_artifacts(run_id, norm):
             if info.path == norm:
                 return self.objects.get_bytes(info.digest)
-        raise NotFoundError(f"Run '{run_id}' has no artifact file '{path}'.", run_id=run_id, path=path)
+        raise NotFoundError(
+            f"Run '{run_id}' has no artifact file '{path}'.", run_id=run_id, path=path
+        )
 
     def _check_running(self, run_id: str) -> None:
         run = self.store.get_run(run_id)

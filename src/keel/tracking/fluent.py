@@ -68,7 +68,7 @@ default_tags: dict[str, str] = {}
 
 def get_client() -> Client:
     """The process-wide client for the current configuration (env vars, keel.toml)."""
-    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd())
+    key = (*(os.environ.get(k) for k in _ENV_KEYS), os.getcwd())  # noqa: PTH109 - str, cheap
     client = _clients.get(key)
     if client is None:
         with _clients_lock:
@@ -123,7 +123,9 @@ class ActiveRun:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end(RunStatus.KILLED, failure="KeyboardInterrupt")
         else:
-            self.end(RunStatus.FAILED, failure="".join(traceback.format_exception(exc_type, exc, tb)))
+            self.end(
+                RunStatus.FAILED, failure="".join(traceback.format_exception(exc_type, exc, tb))
+            )
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED, failure: str | None = None) -> None:
         """Flush metrics and end the run (idempotent)."""
@@ -139,7 +141,9 @@ class ActiveRun:
         return self.client.get_run(self.run_id)
 
     # -- hot path -------------------------------------------------------------------------
-    def _point(self, key: str, value: Any, step: int | None, timestamp: int | None) -> tuple[str, float, int, int]:
+    def _point(
+        self, key: str, value: Any, step: int | None, timestamp: int | None
+    ) -> tuple[str, float, int, int]:
         value = v.check_metric_value(key, value) if type(value) is not float else value
         step = 0 if step is None else (step if type(step) is int else v.check_step(key, step))
         if timestamp is None:
@@ -152,14 +156,18 @@ class ActiveRun:
             ts = int(timestamp) * 1000
         return (key, value, step, ts)
 
-    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: int | None = None
+    ) -> None:
         """Queue one metric point; durable after :func:`flush` or the end of the run."""
         if key not in _checked_keys:
             v.check_key("Metric", key)
             _checked_keys.add(key)
         self.client.buffer.add(self.run_id, self._point(key, value, step, timestamp))
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+    ) -> None:
         """Queue several metric points sharing a step."""
         points = []
         for key, value in metrics.items():
@@ -275,7 +283,9 @@ def flush() -> None:
         client.flush()
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log a metric point to the active run (buffered; see :func:`flush`).
 
     Args:
@@ -287,7 +297,9 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: int |
     _require_active().log_metric(key, value, step, timestamp)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+def log_metrics(
+    metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log several metrics at one step to the active run."""
     _require_active().log_metrics(metrics, step, timestamp)
 
@@ -316,13 +328,17 @@ def set_tags(tags: Mapping[str, object]) -> None:
     run.client.set_tags(run.run_id, tags)
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> ArtifactInfo:
+def log_artifact(
+    local_path: str | os.PathLike[str], artifact_path: str | None = None
+) -> ArtifactInfo:
     """Store a file in the active run under ``<artifact_path>/<file name>``."""
     run = _require_active()
     return run.client.log_artifact(run.run_id, local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[ArtifactInfo]:
+def log_artifacts(
+    local_dir: str | os.PathLike[str], artifact_path: str | None = None
+) -> list[ArtifactInfo]:
     """Store a directory tree in the active run."""
     run = _require_active()
     return run.client.log_artifacts(run.run_id, local_dir, artifact_path)
@@ -379,15 +395,21 @@ def search_runs(
     )
 
 
-def download_artifacts(run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None) -> Path:
+def download_artifacts(
+    run_id: str, path: str = "", dst_path: str | os.PathLike[str] | None = None
+) -> Path:
     """Download a run's file or folder, verified against its hash."""
     return get_client().download_artifacts(run_id, path, dst_path)
 
 
-def download_artifact(run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None) -> Path:
+def download_artifact(
+    run_id: str, path: str, dst_path: str | os.PathLike[str] | None = None
+) -> Path:
     """Download one artifact file (alias of :func:`download_artifacts`)."""
     if not path:
-        raise InvalidSpecError("download_artifact needs the path of a file; use download_artifacts for all.")
+        raise InvalidSpecError(
+            "download_artifact needs the path of a file; use download_artifacts for all."
+        )
     return download_artifacts(run_id, path, dst_path)
 
 
