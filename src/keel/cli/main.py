@@ -150,6 +150,8 @@ def _table(*headers: str, title: str | None = None) -> Table:
         box=box.SIMPLE_HEAD,
         header_style="bold",
         pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
         min_width=len(title) if title else None,
     )
     return table
@@ -754,7 +756,9 @@ def runs_show(
 def runs_compare(
     run_ids: Annotated[
         list[str],
-        typer.Argument(help="Two or more run ids or unique prefixes.", show_default=False),
+        typer.Argument(
+            help="Two or more run ids or unique prefixes.", show_default=False, metavar="RUN_ID"
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:
@@ -762,7 +766,7 @@ def runs_compare(
     from keel.cli._resolve import resolve_run_ids
 
     if len(run_ids) < 2:
-        raise typer.BadParameter("give at least two runs to compare.", param_hint="RUN_IDS")
+        raise typer.BadParameter("give at least two runs to compare.", param_hint="RUN_ID")
     with _client() as client:
         data = client.compare_runs(resolve_run_ids(client.store, run_ids))
     if as_json:
@@ -823,7 +827,8 @@ def _set_runs_stage(run_ids: Sequence[str], stage: Literal["active", "deleted"])
 @runs_app.command("delete")
 def runs_delete(
     run_ids: Annotated[
-        list[str], typer.Argument(help="Run ids or unique prefixes.", show_default=False)
+        list[str],
+        typer.Argument(help="Run ids or unique prefixes.", show_default=False, metavar="RUN_ID"),
     ],
 ) -> None:
     """Soft-delete runs (hidden from searches, restorable)."""
@@ -833,7 +838,8 @@ def runs_delete(
 @runs_app.command("restore")
 def runs_restore(
     run_ids: Annotated[
-        list[str], typer.Argument(help="Run ids or unique prefixes.", show_default=False)
+        list[str],
+        typer.Argument(help="Run ids or unique prefixes.", show_default=False, metavar="RUN_ID"),
     ],
 ) -> None:
     """Restore soft-deleted runs."""

@@ -1,0 +1,172 @@
+"""keel demo: train a few churn models with tracking and compare the runs.
+
+Run with ``make demo`` (or ``python examples/demo.py``). Everything lands in the
+embedded store (``.keel/`` here: SQLite + a local object folder). Later issues
+grow this into the whole loop: register, deploy, monitor, retrain.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from rich.console import Console
+from rich.table import Table
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score, roc_curve
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import keel
+
+EXPERIMENT = "churn-demo"
+console = Console()
+
+
+def make_churn(n: int = 20_000, seed: int = 7) -> pd.DataFrame:
+    """A churn-like customer table with a known, non-linear churn mechanism."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.gamma(2.0, 12.0, n).clip(0, 72)
+    monthly = rng.normal(65, 25, n).clip(15, 150)
+    support_calls = rng.poisson(1.5, n)
+    contract = rng.choice(["month-to-month", "one-year", "two-year"], n, p=[0.55, 0.25, 0.2])
+    plan = rng.choice(["basic", "plus", "premium"], n, p=[0.5, 0.35, 0.15])
+    autopay = rng.random(n) < 0.45
+    logit = (
+        -1.2
+        - 0.05 * tenure
+        + 0.02 * (monthly - 65)
+        + 0.45 * support_calls
+        + np.where(contract == "month-to-month", 1.3, np.where(contract == "one-year", 0.0, -1.1))
+        - 0.6 * autopay
+        + 0.3 * (plan == "premium") * (support_calls > 2)
+    )
+    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pd.DataFrame(
+        {
+            "tenure_months": tenure.round(1),
+            "monthly_charges": monthly.round(2),
+            "support_calls": support_calls,
+            "contract": contract,
+            "plan": plan,
+            "autopay": autopay,
+            "churned": churn.astype(int),
+        }
+    )
+
+
+def features(df: pd.DataFrame) -> pd.DataFrame:
+    """One-hot encode the categorical columns."""
+    return pd.get_dummies(df.drop(columns="churned"), columns=["contract", "plan"], dtype=float)
+
+
+CANDIDATES = [
+    ("logreg", lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)), {"C": 1.0}),
+    ("logreg-strong-l2", lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=500)), {"C": 0.01}),
+    ("random-forest", lambda: RandomForestClassifier(n_estimators=150, max_depth=8, n_jobs=2, random_state=0), {"n_estimators": 150, "max_depth": 8}),
+    ("hist-gbm", lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08, random_state=0), {"max_iter": 200, "learning_rate": 0.08}),
+    ("hist-gbm-shallow", lambda: HistGradientBoostingClassifier(max_iter=200, max_depth=3, learning_rate=0.1, random_state=0), {"max_iter": 200, "max_depth": 3, "learning_rate": 0.1}),
+]  # fmt: skip
+
+
+def train_all(df: pd.DataFrame) -> str:
+    """Train every candidate in a parent run; return the parent run id."""
+    X = features(df)  # noqa: N806
+    y = df["churned"].to_numpy()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)  # noqa: N806
+    with keel.start_run(experiment=EXPERIMENT, run_name="model-selection") as parent:
+        keel.seed_everything(0)
+        keel.log_params({"rows": len(df), "features": X.shape[1], "test_size": 0.25})
+        keel.log_table(df.head(1000), "data/sample.parquet")
+        for name, build, params in CANDIDATES:
+            with keel.start_run(run_name=name, nested=True):
+                model = build()
+                keel.log_params({"model": name, **params})
+                t0 = time.perf_counter()
+                model.fit(X_train, y_train)
+                keel.log_metric("fit_seconds", time.perf_counter() - t0)
+                if isinstance(model, HistGradientBoostingClassifier):
+                    # a learning curve: test log-loss after every boosting iteration
+                    for step, proba in enumerate(model.staged_predict_proba(X_test)):
+                        keel.log_metric("test_log_loss", log_loss(y_test, proba), step=step)
+                proba = model.predict_proba(X_test)[:, 1]
+                pred = (proba >= 0.5).astype(int)
+                keel.log_metrics(
+                    {
+                        "auc": roc_auc_score(y_test, proba),
+                        "accuracy": accuracy_score(y_test, pred),
+                        "f1": f1_score(y_test, pred),
+                        "log_loss": log_loss(y_test, proba),
+                    }
+                )
+                fpr, tpr, _ = roc_curve(y_test, proba)
+                fig, ax = plt.subplots(figsize=(4, 4))
+                ax.plot(fpr, tpr, label=name)
+                ax.plot([0, 1], [0, 1], "--", color="grey")
+                ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+                keel.log_figure(fig, "plots/roc.png")
+                plt.close(fig)
+                with tempfile.TemporaryDirectory() as tmp:
+                    sio.dump(model, f"{tmp}/model.skops")
+                    keel.log_artifact(f"{tmp}/model.skops", "model")
+        return parent.run_id
+
+
+def show(parent_id: str) -> None:
+    """Print the comparison table of the child runs, best AUC first."""
+    runs = keel.search_runs(
+        EXPERIMENT,
+        filter=f"parent_run_id = '{parent_id}'",
+        order_by=["metrics.auc DESC"],
+    )
+    table = Table(title=f"churn models (experiment '{EXPERIMENT}', parent run {parent_id[:8]})")
+    for col in ("model", "AUC", "accuracy", "F1", "log-loss", "fit s", "run id"):
+        table.add_column(col, justify="left" if col in ("model", "run id") else "right")
+    for i, r in enumerate(runs):
+        m = r.metrics
+        table.add_row(
+            ("[bold green]" if i == 0 else "") + r.name,
+            f"{m['auc']:.4f}",
+            f"{m['accuracy']:.4f}",
+            f"{m['f1']:.4f}",
+            f"{m['log_loss']:.4f}",
+            f"{m['fit_seconds']:.2f}",
+            r.run_id[:8],
+        )
+    console.print(table)
+    best = runs[0]
+    console.print(
+        f"Best: [bold]{best.name}[/] (AUC {best.metrics['auc']:.4f}). Store: "
+        f"{keel.get_client().settings.store_uri}\n"
+        "Look deeper:\n"
+        f"  keel runs list -e {EXPERIMENT} -o 'metrics.auc DESC'\n"
+        f"  keel runs show {best.run_id[:8]}\n"
+        f"  keel runs compare {' '.join(r.run_id[:8] for r in runs[:3])}\n"
+        f"  keel artifacts ls {best.run_id[:8]}"
+    )
+
+
+def main() -> None:
+    """Generate data, train and compare."""
+    t0 = time.perf_counter()
+    with console.status("generating a churn dataset"):
+        df = make_churn()
+    console.print(f"{len(df):,} customers, churn rate {df['churned'].mean():.1%}")
+    with console.status("training 5 candidate models with tracking"):
+        parent_id = train_all(df)
+    show(parent_id)
+    console.print(f"[dim]done in {time.perf_counter() - t0:.1f} s[/]")
+
+
+if __name__ == "__main__":
+    main()
