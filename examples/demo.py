@@ -83,7 +83,9 @@ def train_all(df: pd.DataFrame) -> str:
     """Train every candidate in a parent run; return the parent run id."""
     X = features(df)  # noqa: N806
     y = df["churned"].to_numpy()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)  # noqa: N806
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )  # noqa: N806
     with keel.start_run(experiment=EXPERIMENT, run_name="model-selection") as parent:
         keel.seed_everything(0)
         keel.log_params({"rows": len(df), "features": X.shape[1], "test_size": 0.25})

@@ -55,7 +55,8 @@ def _setup(workdir: Path) -> str:
         mlflow.log_param("w", "1")
         mlflow.set_tags({"w": "1"})
         mlflow.log_metric("w", 1.0, step=0)
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=(artifacts / "bench").as_uri())
+    bench = mlflow.create_experiment(EXPERIMENT, artifact_location=(artifacts / "bench").as_uri())
+    return str(bench)
 
 
 def log_metric(cfg: Config, workdir: Path, synchronous: bool) -> dict[str, Any]:

@@ -530,6 +530,24 @@ def _version(results: dict[str, dict[str, Any]], tool: str) -> str | None:
     return None
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note(start: list[float] | None, end: list[float] | None) -> str:
+    if start is None or end is None:
+        return ""
+    text = f"Load average (1 min) at start {start[0]:.2f}, at end {end[0]:.2f}"
+    cpus = os.cpu_count() or 1
+    if max(start[0], end[0]) > cpus / 2:
+        text += f" on {cpus} CPUs: other work was running, numbers are noisier than usual"
+    return text + "."
+
+
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
@@ -588,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = dt.datetime.now(dt.UTC)
     t_start = now()
+    load_start = load_average()
     pythons: dict[str, Path] = {"keel": Path(sys.executable)}
     venv_info: dict[str, Any] = {}
     if "mlflow" in tools:
@@ -636,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\nCorrectness checks passed: every tool stored all points, both searches returned")
         print("the expected runs in the expected order, and artifacts round-tripped byte for byte.")
-    print(f"Total wall time: {total_s:.0f} s")
+    load_end = load_average()
+    print(f"Total wall time: {total_s:.0f} s. {load_note(load_start, load_end)}")
 
     report = {
         "benchmark": "tracking",
@@ -648,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         "search": {"filter": SEARCH_FILTER, "order_by": SEARCH_ORDER_BY},
         "versions": versions,
         "mlflow_venv": venv_info,
-        "machine": machine_info(),
+        "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": load_end},
         "raw_copy": raw,
         "results": results,
         "rows": [

@@ -131,6 +131,12 @@ def _client() -> Iterator[Client]:
         client.close()
 
 
+def _say(message: str | Text, style: str = "") -> None:
+    """Print a sentence: no markup, no highlighting, long paths and ids never hard-wrapped."""
+    text = Text(message) if isinstance(message, str) else message
+    console.print(text, style=style, soft_wrap=True, highlight=False)
+
+
 def _print_json(data: Any) -> None:
     console.out(fmt.to_json(data), highlight=False)
 
@@ -289,11 +295,9 @@ def db_upgrade() -> None:
         store.close()
     where = _safe_url(store.url)
     if before == after:
-        console.print(f"{where}: already at revision {after}; nothing to do.", highlight=False)
+        _say(f"{where}: already at revision {after}; nothing to do.")
     else:
-        console.print(
-            f"{where}: upgraded {before or '(empty)'} -> {after}", highlight=False, soft_wrap=True
-        )
+        _say(f"{where}: upgraded {before or '(empty)'} -> {after}")
 
 
 @db_app.command("current")
@@ -308,13 +312,11 @@ def db_current() -> None:
     finally:
         store.close()
     if revision is None:
-        console.print("none (empty database: run `keel db upgrade`)", highlight=False)
+        _say("none (empty database: run `keel db upgrade`)")
     elif revision == HEAD_REVISION:
-        console.print(f"{revision} (head)", highlight=False)
+        _say(f"{revision} (head)")
     else:
-        console.print(
-            f"{revision} (head is {HEAD_REVISION}: run `keel db upgrade`)", highlight=False
-        )
+        _say(f"{revision} (head is {HEAD_REVISION}: run `keel db upgrade`)")
 
 
 # -- experiments --------------------------------------------------------------------------------
@@ -330,7 +332,7 @@ def experiments_list(
         _print_json([e.to_dict() for e in experiments])
         return
     if not experiments:
-        console.print("No experiments.", style="dim")
+        _say("No experiments.", style="dim")
         return
     table = _table("ID", "Name", "Created", "Stage", "Description")
     for exp in experiments:
@@ -355,9 +357,7 @@ def experiments_create(
     """Create an experiment."""
     with _client() as client:
         exp = client.create_experiment(name, description=description)
-    console.print(
-        Text.assemble("Created experiment ", (exp.name, "bold"), f" (id {exp.experiment_id}).")
-    )
+    _say(Text.assemble("Created experiment ", (exp.name, "bold"), f" (id {exp.experiment_id})."))
 
 
 def _set_experiment_stage(name_or_id: str, stage: Literal["active", "deleted"]) -> None:
@@ -365,11 +365,11 @@ def _set_experiment_stage(name_or_id: str, stage: Literal["active", "deleted"]) 
         exp = client.get_experiment(name_or_id)
         label = Text.assemble("experiment ", (exp.name, "bold"), f" (id {exp.experiment_id})")
         if exp.lifecycle_stage == stage:
-            console.print(Text.assemble("The ", label, f" is already {stage}."))
+            _say(Text.assemble("The ", label, f" is already {stage}."))
             return
         client.store.set_experiment_lifecycle(exp.experiment_id, stage)
     if stage == "deleted":
-        console.print(
+        _say(
             Text.assemble(
                 "Deleted ",
                 label,
@@ -377,7 +377,7 @@ def _set_experiment_stage(name_or_id: str, stage: Literal["active", "deleted"]) 
             )
         )
     else:
-        console.print(Text.assemble("Restored ", label, "."))
+        _say(Text.assemble("Restored ", label, "."))
 
 
 @experiments_app.command("delete")
@@ -632,7 +632,7 @@ def runs_list(
         _print_json([r.to_dict() for r in runs])
         return
     if not runs:
-        console.print("No runs found.", style="dim")
+        _say("No runs found.", style="dim")
         return
     spanned = {r.experiment_id for r in runs}
     experiments = names if len(spanned) > 1 else None  # one experiment: say so below instead
@@ -652,7 +652,7 @@ def runs_list(
         notes.append(f"more match: raise --max (now {max_results})")
     if hidden:
         notes.append(f"{_plural(hidden, 'more metric/param column')}: choose with --columns")
-    console.print(Text("; ".join(notes) + ".", style="dim"))
+    _say(Text("; ".join(notes) + ".", style="dim"))
 
 
 def _kv_table(title: str, rows: Sequence[tuple[str, Text]], value_header: str = "Value") -> Table:
@@ -798,11 +798,11 @@ def runs_compare(
                 *(Text(fmt.format_number(v, 6), style="dim" if v is None else "") for v in values),
             )
     if not data["params"] and not data["metrics"]:
-        console.print("These runs have no params or metrics.", style="dim")
+        _say("These runs have no params or metrics.", style="dim")
         return
     console.print(table)
     if differing:
-        console.print(Text("* params whose values differ between the runs", style="dim yellow"))
+        _say(Text("* params whose values differ between the runs", style="dim yellow"))
 
 
 def _set_runs_stage(run_ids: Sequence[str], stage: Literal["active", "deleted"]) -> None:
@@ -817,11 +817,9 @@ def _set_runs_stage(run_ids: Sequence[str], stage: Literal["active", "deleted"])
                 client.restore_run(run.run_id)
     verb = "Deleted" if stage == "deleted" else "Restored"
     for run in runs:
-        console.print(
-            Text.assemble(f"{verb} run ", (run.run_id, "cyan"), " (", (run.name, "bold"), ").")
-        )
+        _say(Text.assemble(f"{verb} run ", (run.run_id, "cyan"), " (", (run.name, "bold"), ")."))
     if stage == "deleted":
-        console.print(Text("Restore with `keel runs restore RUN_ID`.", style="dim"))
+        _say(Text("Restore with `keel runs restore RUN_ID`.", style="dim"))
 
 
 @runs_app.command("delete")
@@ -867,13 +865,9 @@ def runs_reap(
         _print_json([r.to_dict() for r in reaped])
         return
     if not reaped:
-        console.print(f"No RUNNING run has missed heartbeats for {limit:g} s.", highlight=False)
+        _say(f"No RUNNING run has missed heartbeats for {limit:g} s.")
         return
-    console.print(
-        f"Marked {len(reaped)} run{'s' if len(reaped) != 1 else ''} FAILED "
-        f"(no heartbeat for {limit:g} s):",
-        highlight=False,
-    )
+    _say(f"Marked {_plural(len(reaped), 'run')} FAILED (no heartbeat for {limit:g} s):")
     console.print(_runs_table(reaped, experiments, []))
 
 
@@ -907,12 +901,12 @@ def artifacts_ls(run_id: RunIdArg, path: PathArg = "", as_json: JsonOption = Fal
         _print_json([dataclasses.asdict(a) for a in artifacts])
         return
     if not artifacts:
-        console.print("No artifacts.", style="dim")
+        _say("No artifacts.", style="dim")
         return
     console.print(_artifacts_table(artifacts))
     total = sum(a.size for a in artifacts)
     n = len(artifacts)
-    console.print(Text(f"{n} file{'s' if n != 1 else ''}, {fmt.format_size(total)}.", style="dim"))
+    _say(f"{_plural(n, 'file')}, {fmt.format_size(total)}.", style="dim")
 
 
 @artifacts_app.command("get")
@@ -937,10 +931,11 @@ def artifacts_get(
         full_id = resolve_run_id(client.store, run_id)
         artifacts = client.list_artifacts(full_id, path)
         local = client.download_artifacts(full_id, path, dest)
-    n = len(artifacts)
     size = fmt.format_size(sum(a.size for a in artifacts))
     err_console.print(
-        f"Downloaded {n} file{'s' if n != 1 else ''} ({size}), verified.", style="dim"
+        Text(f"Downloaded {_plural(len(artifacts), 'file')} ({size}), verified.", style="dim"),
+        soft_wrap=True,
+        highlight=False,
     )
     console.out(str(local.resolve()), highlight=False)
 
