@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -70,22 +72,39 @@ def features(df: pd.DataFrame) -> pd.DataFrame:
     return pd.get_dummies(df.drop(columns="churned"), columns=["contract", "plan"], dtype=float)
 
 
-CANDIDATES = [
-    ("logreg", lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)), {"C": 1.0}),
-    ("logreg-strong-l2", lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=500)), {"C": 0.01}),
-    ("random-forest", lambda: RandomForestClassifier(n_estimators=150, max_depth=8, n_jobs=2, random_state=0), {"n_estimators": 150, "max_depth": 8}),
-    ("hist-gbm", lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08, random_state=0), {"max_iter": 200, "learning_rate": 0.08}),
-    ("hist-gbm-shallow", lambda: HistGradientBoostingClassifier(max_iter=200, max_depth=3, learning_rate=0.1, random_state=0), {"max_iter": 200, "max_depth": 3, "learning_rate": 0.1}),
-]  # fmt: skip
+def _logreg(c: float) -> Any:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+
+
+def _forest(n: int, depth: int) -> Any:
+    return RandomForestClassifier(n_estimators=n, max_depth=depth, n_jobs=2, random_state=0)
+
+
+def _hgb(**kw: Any) -> Any:
+    return HistGradientBoostingClassifier(max_iter=200, random_state=0, **kw)
+
+
+#: (run name, model factory, params to log)
+CANDIDATES: list[tuple[str, Callable[[], Any], dict[str, Any]]] = [
+    ("logreg", lambda: _logreg(1.0), {"C": 1.0}),
+    ("logreg-strong-l2", lambda: _logreg(0.01), {"C": 0.01}),
+    ("random-forest", lambda: _forest(150, 8), {"n_estimators": 150, "max_depth": 8}),
+    ("hist-gbm", lambda: _hgb(learning_rate=0.08), {"max_iter": 200, "learning_rate": 0.08}),
+    (
+        "hist-gbm-shallow",
+        lambda: _hgb(max_depth=3, learning_rate=0.1),
+        {"max_iter": 200, "max_depth": 3, "learning_rate": 0.1},
+    ),
+]
 
 
 def train_all(df: pd.DataFrame) -> str:
     """Train every candidate in a parent run; return the parent run id."""
-    X = features(df)  # noqa: N806
+    X = features(df)
     y = df["churned"].to_numpy()
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, random_state=0, stratify=y
-    )  # noqa: N806
+    )
     with keel.start_run(experiment=EXPERIMENT, run_name="model-selection") as parent:
         keel.seed_everything(0)
         keel.log_params({"rows": len(df), "features": X.shape[1], "test_size": 0.25})

@@ -95,7 +95,6 @@ class _KeelGroup(TyperGroup):
 app = typer.Typer(
     name="keel",
     cls=_KeelGroup,
-    help="keel: track experiments, runs, metrics and artifacts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -148,7 +147,8 @@ def _view(all_: bool, deleted: bool) -> str:
 
 
 def _table(*headers: str, title: str | None = None) -> Table:
-    table = Table(
+    """A compact table: a rule under the header, no borders, two spaces between columns."""
+    return Table(
         *headers,
         title=title,
         title_justify="left",
@@ -160,7 +160,6 @@ def _table(*headers: str, title: str | None = None) -> Table:
         collapse_padding=True,
         min_width=len(title) if title else None,
     )
-    return table
 
 
 def _plain(value: object) -> object:

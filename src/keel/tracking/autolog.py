@@ -108,7 +108,7 @@ def _flat_params(est: Any) -> dict[str, str]:
     return out
 
 
-def _training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:  # noqa: N803
+def _training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
     from sklearn import metrics as skm
     from sklearn.base import is_classifier, is_regressor
 
@@ -162,7 +162,7 @@ def _log_fit(run: Any, est: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     client.set_tags(
         run_id, {"keel.autolog.estimator": f"{type(est).__module__}.{type(est).__name__}"}
     )
-    X = args[0] if args else kwargs.get("X")  # noqa: N806
+    X = args[0] if args else kwargs.get("X")
     y = args[1] if len(args) > 1 else kwargs.get("y")
     if X is not None and y is not None:
         run.log_metrics(_training_metrics(est, X, y))
