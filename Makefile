@@ -3,21 +3,21 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null)
+UV := $(PYTHON) -m uv
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test install install-test lint typecheck services bench-tracking clean
 
 $(VENV)/bin/python:
-	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet uv; fi
-	uv venv --quiet --python $(PYTHON) $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) venv --quiet --python $(PYTHON) $(VENV)
 
 install: $(VENV)/bin/python
-	VIRTUAL_ENV=$(VENV) uv pip install --quiet -e ".[all]"
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -e ".[all]"
 
 install-test: $(VENV)/bin/python
-	VIRTUAL_ENV=$(VENV) uv pip install --quiet -e ".[test]"
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -e ".[test]"
 
 ## make demo: install, then train a few models with tracking and compare the runs
 demo: install
