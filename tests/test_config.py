@@ -20,7 +20,10 @@ def test_defaults_live_under_home(tmp_path: Path) -> None:
 
 def test_toml_then_env_precedence(tmp_path: Path) -> None:
     (tmp_path / "keel.toml").write_text(
-        '[keel]\nstore_uri = "postgresql://u@h/db"\nartifact_uri = "s3://b/p"\nheartbeat_timeout = 30\n'
+        "[keel]\n"
+        'store_uri = "postgresql://u@h/db"\n'
+        'artifact_uri = "s3://b/p"\n'
+        "heartbeat_timeout = 30\n"
     )
     s = load_settings(environ={"KEEL_ARTIFACT_URI": "/data/objects"}, cwd=tmp_path)
     assert s.store_uri == "postgresql://u@h/db"

@@ -723,7 +723,7 @@ def runs_show(
     else:
         blocks.append(Text("No params.", style="dim"))
     if run.metrics:
-        rows = [(k, Text(fmt.format_number(v, None))) for k, v in sorted(run.metrics.items())]
+        rows = [(k, Text(fmt.format_number(v, 10))) for k, v in sorted(run.metrics.items())]
         blocks.append(_kv_table("Metrics (latest values)", rows))
     else:
         blocks.append(Text("No metrics.", style="dim"))
