@@ -293,3 +293,11 @@ def test_search_order_and_paging(store: SqlStore) -> None:
 def test_search_syntax_error_names_position(store: SqlStore) -> None:
     with pytest.raises(InvalidSpecError, match="position"):
         store.search_runs([], filter="metrics.auc > and")
+
+
+def test_step_outside_64_bits_is_rejected(store: SqlStore) -> None:
+    run_id = _run(store)
+    with pytest.raises(InvalidSpecError, match="64 bits"):
+        store.log_batch(run_id, metrics=[Metric("m", 1.0, 2**63, 1)])
+    store.log_batch(run_id, metrics=[Metric("m", 1.0, 2**63 - 1, 1), Metric("m", 2.0, -(2**63), 1)])
+    assert [m.step for m in store.get_metric_history(run_id, "m")] == [-(2**63), 2**63 - 1]

@@ -28,6 +28,7 @@ ViewType = Literal["active", "deleted", "all"]
 MetricPoint = tuple[str, float, int, int]
 
 MAX_RESULTS_LIMIT = 100_000
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 def now_ms() -> int:
@@ -205,10 +206,17 @@ class Store(ABC):
         now_us = time.time_ns() // 1000
         points: list[MetricPoint] = []
         seen: set[tuple[str, int, int]] = set()
+        keys: set[str] = set()
         for m in metrics:
-            key = v.check_key("Metric", m.key)
-            value = v.check_metric_value(key, m.value)
-            step = v.check_step(key, m.step)
+            key = m.key
+            if key not in keys:
+                keys.add(v.check_key("Metric", key))
+            value = m.value if type(m.value) is float else v.check_metric_value(key, m.value)
+            step = (
+                m.step
+                if type(m.step) is int and _I64_MIN <= m.step <= _I64_MAX
+                else v.check_step(key, m.step)
+            )
             ts = now_us if m.timestamp is None else int(m.timestamp) * 1000
             while (key, step, ts) in seen:  # distinct points sharing a timestamp
                 ts += 1

@@ -145,7 +145,10 @@ class ActiveRun:
         self, key: str, value: Any, step: int | None, timestamp: int | None
     ) -> tuple[str, float, int, int]:
         value = v.check_metric_value(key, value) if type(value) is not float else value
-        step = 0 if step is None else (step if type(step) is int else v.check_step(key, step))
+        if step is None:
+            step = 0
+        elif type(step) is not int or not -(2**63) <= step < 2**63:
+            step = v.check_step(key, step)
         if timestamp is None:
             ts = time.time_ns() // 1000
             last = self._last_ts.get(key)
