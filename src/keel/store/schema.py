@@ -64,6 +64,8 @@ class ExperimentTagRow(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
+    __table_args__ = {"sqlite_with_rowid": False}
+
 
 class RunRow(Base):
     __tablename__ = "runs"
@@ -100,7 +102,7 @@ class ParamRow(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index(None, "key", "run_pk"),)
+    __table_args__ = (Index(None, "key", "run_pk"), {"sqlite_with_rowid": False})
 
 
 class TagRow(Base):
@@ -112,7 +114,7 @@ class TagRow(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index(None, "key", "run_pk"),)
+    __table_args__ = (Index(None, "key", "run_pk"), {"sqlite_with_rowid": False})
 
 
 class MetricKeyRow(Base):
@@ -158,6 +160,8 @@ class ArtifactRow(Base):
     digest: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = {"sqlite_with_rowid": False}
 
 
 experiments = cast(Table, ExperimentRow.__table__)

@@ -44,6 +44,14 @@ __all__ = ["HEAD_REVISION", "SqlStore", "normalize_url"]
 HEAD_REVISION = "0001"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
+_LOAD_RUNS = (
+    "SELECT r.pk, r.run_id, r.experiment_id, r.name, r.status, r.start_time, r.end_time, "
+    'r.lifecycle_stage, r."user", r.description, r.failure, r.environment_digest, p.run_id '
+    "FROM runs r LEFT OUTER JOIN runs p ON p.pk = r.parent_pk WHERE r.pk IN ({marks})"
+)
+_LOAD_PARAMS = "SELECT run_pk, key, value FROM params WHERE run_pk IN ({marks})"
+_LOAD_TAGS = "SELECT run_pk, key, value FROM tags WHERE run_pk IN ({marks})"
+_LOAD_LATEST = "SELECT run_pk, key_id, value FROM latest_metrics WHERE run_pk IN ({marks})"
 _COLS = "(run_pk, key_id, step, ts, value)"
 _INSERT_POINTS = {
     "sqlite": f"INSERT OR IGNORE INTO metrics {_COLS} VALUES (?, ?, ?, ?, ?)",
@@ -434,74 +442,69 @@ class SqlStore(Store):
         return runs[0]
 
     def _load_runs(self, conn: Connection, pks: Sequence[int]) -> list[Run]:
-        """Materialise runs (in ``pks`` order) with params, latest metrics and tags."""
+        """Materialise runs (in ``pks`` order) with params, latest metrics and tags.
+
+        Four set-based queries per chunk of runs, sent as plain SQL and fetched
+        with ``fetchall``: loading thousands of runs is dominated by row count,
+        and per-row result processing would cost more than the queries.
+        """
         if not pks:
             return []
-        parent = t.runs.alias("parent")
         base: dict[int, Any] = {}
         params: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         metrics: dict[int, dict[str, float]] = {pk: {} for pk in pks}
-        r = t.runs.c
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        cursor = conn.connection.cursor()  # the DBAPI cursor, inside our transaction
         for i in range(0, len(pks), _CHUNK):
-            chunk = list(pks[i : i + _CHUNK])
-            rows = conn.execute(
-                sa.select(
-                    r.pk,
-                    r.run_id,
-                    r.experiment_id,
-                    r.name,
-                    r.status,
-                    r.start_time,
-                    r.end_time,
-                    r.lifecycle_stage,
-                    r.user,
-                    r.description,
-                    r.failure,
-                    r.environment_digest,
-                    parent.c.run_id.label("parent_run_id"),
-                )
-                .select_from(t.runs.outerjoin(parent, parent.c.pk == r.parent_pk))
-                .where(r.pk.in_(chunk))
-            )
-            for row in rows:
-                base[row.pk] = row
-            for pk, key, value in conn.execute(
-                sa.select(t.params.c.run_pk, t.params.c.key, t.params.c.value).where(
-                    t.params.c.run_pk.in_(chunk)
-                )
-            ):
+            chunk = tuple(pks[i : i + _CHUNK])
+            marks = ", ".join([mark] * len(chunk))
+
+            def fetch(sql: str, chunk: tuple[int, ...] = chunk, marks: str = marks) -> Any:
+                cursor.execute(sql.format(marks=marks), chunk)
+                return cursor.fetchall()
+
+            for row in fetch(_LOAD_RUNS):
+                base[row[0]] = row
+            for pk, key, value in fetch(_LOAD_PARAMS):
                 params[pk][key] = value
-            for pk, key, value in conn.execute(
-                sa.select(t.tags.c.run_pk, t.tags.c.key, t.tags.c.value).where(
-                    t.tags.c.run_pk.in_(chunk)
-                )
-            ):
+            for pk, key, value in fetch(_LOAD_TAGS):
                 tags[pk][key] = value
-            lm = t.latest_metrics.c
-            latest = conn.execute(
-                sa.select(lm.run_pk, lm.key_id, lm.value).where(lm.run_pk.in_(chunk))
-            ).all()
+            latest = fetch(_LOAD_LATEST)
             names = self._metric_names(conn, {row[1] for row in latest})
             for pk, key_id, value in latest:
-                metrics[pk][names[key_id]] = _null_to_nan(value)
+                metrics[pk][names[key_id]] = math.nan if value is None else value
         out = []
         for pk in pks:
-            row = base[pk]
+            (
+                _,
+                run_id,
+                exp_id,
+                name,
+                status,
+                start,
+                end,
+                stage,
+                user,
+                desc,
+                failure,
+                env,
+                parent,
+            ) = base[pk]
             out.append(
                 Run(
-                    run_id=row.run_id,
-                    experiment_id=str(row.experiment_id),
-                    name=row.name,
-                    status=RunStatus(row.status),
-                    start_time=row.start_time,
-                    end_time=row.end_time,
-                    parent_run_id=row.parent_run_id,
-                    lifecycle_stage=row.lifecycle_stage,
-                    user=row.user,
-                    description=row.description,
-                    failure=row.failure,
-                    environment_digest=row.environment_digest,
+                    run_id=run_id,
+                    experiment_id=str(exp_id),
+                    name=name,
+                    status=RunStatus(status),
+                    start_time=start,
+                    end_time=end,
+                    parent_run_id=parent,
+                    lifecycle_stage=stage,
+                    user=user,
+                    description=desc,
+                    failure=failure,
+                    environment_digest=env,
                     params=params[pk],
                     metrics=metrics[pk],
                     tags=tags[pk],
@@ -733,7 +736,9 @@ class SqlStore(Store):
         offset = _decode_token(page_token)
         exp_pks = [self._exp_pk(e) for e in experiment_ids]
         with self._tx(write=False) as conn:
-            self._metric_names(conn, reload=True)
+            wanted = _metric_keys_of(node, order)
+            if not wanted <= self._key_ids.keys():  # a key created since we last looked
+                self._metric_names(conn, reload=True)
             by_name = dict(self._key_ids)
             query = compile_search(exp_pks, node, order, view, by_name)
             pks = [int(row[0]) for row in conn.execute(query.limit(max_results + 1).offset(offset))]
@@ -800,6 +805,23 @@ class SqlStore(Store):
         return found
 
 
+def _metric_keys_of(node: Node | None, order: list[OrderBy]) -> set[str]:
+    """Metric keys a filter and ordering mention."""
+    from keel.store._filter import And, Not, Or
+
+    keys = {o.key for o in order if o.entity == "metric"}
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if isinstance(n, And | Or):
+            stack.extend(n.items)
+        elif isinstance(n, Not):
+            stack.append(n.item)
+        elif n.entity == "metric":
+            keys.add(n.key)
+    return keys
+
+
 def _encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
@@ -839,6 +861,10 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA case_sensitive_like=ON")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
+        cur.execute("PRAGMA temp_store=MEMORY")
+        if not memory:
+            cur.execute("PRAGMA mmap_size=1073741824")  # read pages without copying
         cur.close()
 
     @event.listens_for(engine, "begin")

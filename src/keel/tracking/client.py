@@ -49,6 +49,7 @@ class Client:
         self._objects = objects
         self._buffer: MetricBuffer | None = None
         self._lock = threading.Lock()
+        self._exp_ids: dict[str, str] = {}
 
     # -- backends ----------------------------------------------------------------------------
     @property
@@ -116,7 +117,14 @@ class Client:
             return []
         if isinstance(experiments, str):
             experiments = [experiments]
-        return [self.get_experiment(e).experiment_id for e in experiments]
+        ids = []
+        for name in experiments:
+            # names are unique forever (a deleted experiment keeps its name), so cache them
+            exp_id = self._exp_ids.get(name)
+            if exp_id is None:
+                exp_id = self._exp_ids[name] = self.get_experiment(name).experiment_id
+            ids.append(exp_id)
+        return ids
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(

@@ -1,8 +1,8 @@
-"""initial schema
+"""Initial schema: experiments, runs, params, tags, metrics, latest metrics, artifacts.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 23:17:39.278875
+Create Date: 2026-11-24 23:39:35.914172
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("experiment_id", "key", name=op.f("pk_experiment_tags")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "runs",
@@ -135,6 +136,7 @@ def upgrade() -> None:
             ["run_pk"], ["runs.pk"], name=op.f("fk_artifacts__run_pk__runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_pk", "path", name=op.f("pk_artifacts")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "params",
@@ -145,6 +147,7 @@ def upgrade() -> None:
             ["run_pk"], ["runs.pk"], name=op.f("fk_params__run_pk__runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_pk", "key", name=op.f("pk_params")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("params", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_params__key_run_pk"), ["key", "run_pk"], unique=False)
@@ -158,6 +161,7 @@ def upgrade() -> None:
             ["run_pk"], ["runs.pk"], name=op.f("fk_tags__run_pk__runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_pk", "key", name=op.f("pk_tags")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("tags", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tags__key_run_pk"), ["key", "run_pk"], unique=False)
