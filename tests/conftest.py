@@ -89,11 +89,11 @@ def postgres_server_url() -> Iterator[str]:
 def _truncate_postgres(url: str) -> None:
     import sqlalchemy as sa
 
-    from keel.store.schema import Base
+    from keel.store.schema import metadata
 
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        names = ", ".join(t.name for t in metadata.sorted_tables)
         if sa.inspect(conn).has_table("runs"):
             conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()

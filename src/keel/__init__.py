@@ -11,47 +11,98 @@ The tracking API is re-exported here::
 
 from __future__ import annotations
 
-from keel.config import Settings, load_settings
-from keel.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
-from keel.exceptions import (
-    AlreadyExistsError,
-    BackendUnavailableError,
-    ConfigError,
-    IntegrityError,
-    InvalidSpecError,
-    InvalidStateError,
-    KeelError,
-    NotFoundError,
-    ParamConflictError,
-)
-from keel.tracking.autolog import autolog
-from keel.tracking.client import Client, RunList
-from keel.tracking.fluent import (
-    ActiveRun,
-    active_run,
-    download_artifact,
-    download_artifacts,
-    end_run,
-    flush,
-    get_client,
-    get_metric_history,
-    get_run,
-    log_artifact,
-    log_artifacts,
-    log_dict,
-    log_figure,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_table,
-    log_text,
-    search_runs,
-    set_tag,
-    set_tags,
-    start_run,
-)
-from keel.tracking.seed import seed_everything
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.config import Settings, load_settings
+    from keel.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
+    from keel.exceptions import (
+        AlreadyExistsError,
+        BackendUnavailableError,
+        ConfigError,
+        IntegrityError,
+        InvalidSpecError,
+        InvalidStateError,
+        KeelError,
+        NotFoundError,
+        ParamConflictError,
+    )
+    from keel.tracking.autolog import autolog
+    from keel.tracking.client import Client, RunList
+    from keel.tracking.fluent import (
+        ActiveRun,
+        active_run,
+        download_artifact,
+        download_artifacts,
+        end_run,
+        flush,
+        get_client,
+        get_metric_history,
+        get_run,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_table,
+        log_text,
+        search_runs,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from keel.tracking.seed import seed_everything
+
+# Public names resolve lazily (PEP 562) so `import keel` and `keel --help` stay
+# fast; the store and its SQLAlchemy import load on first use.
+_LAZY = {
+    "Settings": "keel.config",
+    "load_settings": "keel.config",
+    "ArtifactInfo": "keel.entities",
+    "Experiment": "keel.entities",
+    "Metric": "keel.entities",
+    "Run": "keel.entities",
+    "RunStatus": "keel.entities",
+    "autolog": "keel.tracking.autolog",
+    "Client": "keel.tracking.client",
+    "RunList": "keel.tracking.client",
+    "seed_everything": "keel.tracking.seed",
+}
+_ERRORS = {
+    "AlreadyExistsError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "IntegrityError",
+    "InvalidSpecError",
+    "InvalidStateError",
+    "KeelError",
+    "NotFoundError",
+    "ParamConflictError",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _ERRORS:
+        module = "keel.exceptions"
+    elif name in _LAZY:
+        module = _LAZY[name]
+    elif name in __all__:
+        module = "keel.tracking.fluent"
+    else:
+        raise AttributeError(f"module 'keel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

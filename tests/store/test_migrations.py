@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from keel.store import SqlStore
 from keel.store.migrate import MIGRATIONS, current_revision, upgrade
-from keel.store.schema import Base
+from keel.store.schema import metadata
 from keel.store.sql import HEAD_REVISION
 
 
@@ -32,7 +32,7 @@ def test_upgrade_from_empty_and_models_match(store_url: str) -> None:
     assert upgrade(engine, store_url) == (HEAD_REVISION, HEAD_REVISION)  # idempotent
     with engine.connect() as conn:
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
         )
     assert diff == [], f"models and migrations differ: {diff}"
     engine.dispose()

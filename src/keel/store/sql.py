@@ -641,7 +641,7 @@ class SqlStore(Store):
                 self._write_points(conn, pk, points)
 
     def _write_params(self, conn: Connection, pk: int, run_id: str, params: dict[str, str]) -> None:
-        existing = dict(
+        existing: dict[str, str] = dict(
             conn.execute(
                 sa.select(t.params.c.key, t.params.c.value).where(
                     t.params.c.run_pk == pk, t.params.c.key.in_(list(params))
