@@ -292,3 +292,35 @@ def test_resume_run_by_id() -> None:
         keel.log_metric("m", 2.0, step=1)
     got = keel.get_run(run.run_id)
     assert got.metrics["m"] == 2.0 and got.status is RunStatus.FINISHED
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
+def test_artifacts_on_s3_end_to_end(
+    store_kind: str,
+    s3_bucket: str,
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    if store_kind == "postgres":
+        monkeypatch.setenv("KEEL_STORE_URI", request.getfixturevalue("postgres_url"))
+    monkeypatch.setenv("KEEL_ARTIFACT_URI", s3_bucket)
+    monkeypatch.setenv("KEEL_S3_ENDPOINT_URL", s3_endpoint)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 1000)
+    with keel.start_run(experiment="s3") as run:
+        keel.log_artifacts(src, "bundle")
+        keel.log_text("same", "x/one.txt")
+        keel.log_text("same", "x/two.txt")  # identical content: one object
+    client = keel.get_client()
+    assert client.objects.uri == s3_bucket
+    out = keel.download_artifacts(run.run_id, "bundle", tmp_path / "dl")
+    assert (out / "a.txt").read_text() == "alpha"
+    assert (out / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
+    infos = {a.path: a.digest for a in client.list_artifacts(run.run_id, "x")}
+    assert infos["x/one.txt"] == infos["x/two.txt"]
+    env_digest = keel.get_run(run.run_id).environment_digest
+    assert env_digest is not None and client.objects.exists(env_digest)

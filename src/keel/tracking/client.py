@@ -108,6 +108,16 @@ class Client:
                 pass
         return self.store.get_experiment_by_name(str(name_or_id))
 
+    def delete_experiment(self, name_or_id: str) -> None:
+        """Soft-delete an experiment (its runs stay, restorable)."""
+        self.store.set_experiment_lifecycle(
+            self.get_experiment(name_or_id).experiment_id, "deleted"
+        )
+
+    def restore_experiment(self, name_or_id: str) -> None:
+        """Restore a soft-deleted experiment."""
+        self.store.set_experiment_lifecycle(self.get_experiment(name_or_id).experiment_id, "active")
+
     def list_experiments(self, view: str = "active") -> list[Experiment]:
         """All experiments in the given view."""
         return self.store.list_experiments(view)
