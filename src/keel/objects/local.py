@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -15,6 +16,16 @@ import blake3
 from keel.objects.base import CHUNK, BlobRef, ObjectStore, hash_file
 
 __all__ = ["LocalObjectStore"]
+
+_OVERLAP_MIN = 4 * 1024 * 1024
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LocalObjectStore(ObjectStore):
@@ -76,10 +87,16 @@ class LocalObjectStore(ObjectStore):
         tmp = Path(name)
         try:
             shutil.copyfile(path, tmp)  # kernel-side copy (copy_file_range / sendfile)
-            if self.fsync:
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-            digest = hash_file(tmp)
+            if self.fsync and tmp.stat().st_size >= _OVERLAP_MIN:
+                # fsync waits on the disk while hashing works the CPUs: do both at once
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    synced = pool.submit(_fsync_path, tmp)
+                    digest = hash_file(tmp)
+                    synced.result()
+            else:
+                if self.fsync:
+                    _fsync_path(tmp)
+                digest = hash_file(tmp)
             size = tmp.stat().st_size
             self._commit(tmp, digest)
         except BaseException:

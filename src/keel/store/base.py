@@ -8,6 +8,7 @@ implements the same primitives so the tracking API cannot tell them apart.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +30,15 @@ MetricPoint = tuple[str, float, int, int]
 
 MAX_RESULTS_LIMIT = 100_000
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(
+    filter: str | None, order_by: tuple[str, ...]
+) -> tuple[Node | None, tuple[OrderBy, ...]]:
+    from keel.store._filter import parse_filter, parse_order_by
+
+    return parse_filter(filter), tuple(parse_order_by(order_by))
 
 
 def now_ms() -> int:
@@ -148,6 +158,13 @@ class Store(ABC):
 
     @abstractmethod
     def _get_run(self, run_id: str) -> Run: ...
+
+    def run_status(self, run_id: str) -> RunStatus:
+        """The status of a run (cheaper than :meth:`get_run`)."""
+        return self._run_status(v.check_run_id(run_id))
+
+    @abstractmethod
+    def _run_status(self, run_id: str) -> RunStatus: ...
 
     def end_run(
         self,
@@ -280,12 +297,9 @@ class Store(ABC):
                 f"max_results must be an integer between 1 and {MAX_RESULTS_LIMIT}, "
                 f"got {max_results!r}; page through more with page_token."
             )
-        from keel.store._filter import parse_filter, parse_order_by
-
-        node = parse_filter(filter)
-        order = parse_order_by(order_by)
+        node, order = _parse(filter, tuple(order_by or ()))
         return self._search_runs(
-            list(experiment_ids), node, order, max_results, page_token, _view(view)
+            list(experiment_ids), node, list(order), max_results, page_token, _view(view)
         )
 
     @abstractmethod

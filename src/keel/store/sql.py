@@ -136,6 +136,7 @@ class SqlStore(Store):
         self._key_ids: dict[str, int] = {}
         self._key_names: dict[int, str] = {}
         self._last_reap = 0.0
+        self._queries: dict[tuple[Any, ...], sa.Select[Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -441,6 +442,10 @@ class SqlStore(Store):
             runs = self._load_runs(conn, [pk])
         return runs[0]
 
+    def _run_status(self, run_id: str) -> RunStatus:
+        with self._tx(write=False) as conn:
+            return RunStatus(self._run_row(conn, run_id).status)
+
     def _load_runs(self, conn: Connection, pks: Sequence[int]) -> list[Run]:
         """Materialise runs (in ``pks`` order) with params, latest metrics and tags.
 
@@ -739,8 +744,15 @@ class SqlStore(Store):
             wanted = _metric_keys_of(node, order)
             if not wanted <= self._key_ids.keys():  # a key created since we last looked
                 self._metric_names(conn, reload=True)
-            by_name = dict(self._key_ids)
-            query = compile_search(exp_pks, node, order, view, by_name)
+            ids = tuple((k, self._key_ids.get(k)) for k in sorted(wanted))
+            cache_key = (tuple(exp_pks), node, tuple(order), view, ids)
+            query = self._queries.get(cache_key)
+            if query is None:  # statement construction is ~10% of a small search
+                if len(self._queries) > 256:
+                    self._queries.clear()
+                query = self._queries[cache_key] = compile_search(
+                    exp_pks, node, order, view, dict(self._key_ids)
+                )
             pks = [int(row[0]) for row in conn.execute(query.limit(max_results + 1).offset(offset))]
             more = len(pks) > max_results
             pks = pks[:max_results]

@@ -357,15 +357,15 @@ class Client:
         )
 
     def _check_running(self, run_id: str) -> None:
-        run = self.store.get_run(run_id)
-        if run.status != RunStatus.RUNNING:
+        status = self.store.run_status(run_id)
+        if status != RunStatus.RUNNING:
             from keel.exceptions import InvalidStateError
 
             raise InvalidStateError(
-                f"Run '{run_id}' is {run.status}: artifacts can only be logged while it is "
+                f"Run '{run_id}' is {status}: artifacts can only be logged while it is "
                 "RUNNING. Start a new run instead.",
                 run_id=run_id,
-                status=str(run.status),
+                status=str(status),
             )
 
     # -- search ---------------------------------------------------------------------------------
