@@ -54,11 +54,23 @@ def slow_upload(uri: str, endpoint: str) -> None:
     store.put_stream(Slow())  # endless: killed mid-upload
 
 
+def crash_without_with(experiment: str, crash: str) -> None:
+    import keel
+
+    run = keel.start_run(experiment=experiment)
+    keel.log_metric("m", 1.0)
+    print(run.run_id, flush=True)
+    if crash == "crash":
+        raise ValueError("boom in the training script")
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "log":
         log_points(args[0], args[1], int(args[2]), int(args[3]))
     elif mode == "hang":
         flush_then_hang(args[0], int(args[1]))
+    elif mode == "script":
+        crash_without_with(args[0], args[1])
     elif mode == "upload":
         slow_upload(args[0], args[1] if len(args) > 1 else "")

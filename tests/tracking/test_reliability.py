@@ -105,3 +105,28 @@ def test_upload_killed_midway_leaves_no_visible_object(
     child.wait(timeout=30)
     store = open_object_store(uri, s3_endpoint_url=endpoint or None)
     assert list(store.list_digests()) == []
+
+
+@pytest.mark.parametrize(
+    ("how", "status"), [("crash", RunStatus.FAILED), ("ok", RunStatus.FINISHED)]
+)
+def test_script_without_with_block_ends_its_run(
+    backend_env: str, how: str, status: RunStatus
+) -> None:
+    out = subprocess.run(
+        [sys.executable, CHILD, "script", "scripts", how],
+        env=_env(KEEL_STORE_URI=backend_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (out.returncode != 0) == (how == "crash")
+    run_id = out.stdout.strip()
+    store = SqlStore(backend_env)
+    run = store.get_run(run_id)
+    assert run.status is status
+    assert run.metrics == {"m": 1.0}  # buffered point flushed on the way out
+    if how == "crash":
+        assert "boom in the training script" in (run.failure or "")
+        assert "boom in the training script" in out.stderr  # the usual traceback still prints
+    store.close()

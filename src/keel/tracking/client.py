@@ -18,7 +18,7 @@ from typing import Any, Literal
 from keel import _validation as v
 from keel.config import Settings, load_settings
 from keel.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
-from keel.exceptions import InvalidSpecError, NotFoundError
+from keel.exceptions import InvalidSpecError, KeelError, NotFoundError
 from keel.objects import ObjectStore, open_object_store
 from keel.store import SqlStore, Store
 from keel.tracking._buffer import MetricBuffer
@@ -171,11 +171,21 @@ class Client:
     def end_run(
         self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, failure: str | None = None
     ) -> None:
-        """Flush the run's metrics and give it a terminal status."""
+        """Flush the run's metrics and give it a terminal status.
+
+        The run is ended even when the flush reports an error; the error is
+        raised afterwards.
+        """
+        error: KeelError | None = None
         if self._buffer is not None:
             self._buffer.unwatch(run_id)
-            self._buffer.flush()
+            try:
+                self._buffer.flush()
+            except KeelError as exc:
+                error = exc
         self.store.end_run(run_id, status, failure=failure)
+        if error is not None:
+            raise error
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run (restorable)."""

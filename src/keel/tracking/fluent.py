@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import traceback
@@ -258,7 +259,32 @@ def start_run(
     active = ActiveRun(run, client)
     client.buffer.watch(run.run_id)
     _stack.append(active)
+    _install_excepthook()
     return active
+
+
+def _install_excepthook() -> None:
+    """Mark runs left active by an uncaught exception FAILED, with the traceback.
+
+    Runs used as context managers handle this themselves; this covers
+    ``keel.start_run()`` without ``with`` in a script that crashes.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_keel", False):
+        return
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        status = RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
+        failure = "".join(traceback.format_exception(exc_type, exc, tb))
+        for run in list(reversed(_stack)):
+            try:
+                run.end(status, failure=failure)
+            except Exception:
+                pass
+        previous(exc_type, exc, tb)
+
+    hook._keel = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 _env_digests: dict[tuple[int, str], str] = {}
