@@ -396,17 +396,6 @@ def experiments_restore(
 
 
 # -- runs -----------------------------------------------------------------------------------------
-_PREFIXES: dict[str, Literal["metric", "param", "tag"]] = {
-    "metrics": "metric",
-    "metric": "metric",
-    "m": "metric",
-    "params": "param",
-    "param": "param",
-    "p": "param",
-    "tags": "tag",
-    "tag": "tag",
-    "t": "tag",
-}
 _SHORT = {"metric": "m", "param": "p", "tag": "t"}
 
 
@@ -437,8 +426,10 @@ def _parse_columns(spec: str) -> list[_Column]:
         if not item:
             continue
         prefix, dot, key = item.partition(".")
-        kind = _PREFIXES.get(prefix.lower())
-        if not dot or not key or kind is None:
+        from keel.store._filter import ENTITY_PREFIXES
+
+        kind = ENTITY_PREFIXES.get(prefix.lower())
+        if not dot or not key or kind not in ("metric", "param", "tag"):
             raise InvalidSpecError(
                 f"Unknown column '{item}': name columns metrics.KEY, params.KEY or tags.KEY, "
                 "e.g. --columns metrics.auc,params.model.",

@@ -32,6 +32,7 @@ from keel.exceptions import InvalidSpecError
 
 __all__ = [
     "ATTRIBUTES",
+    "ENTITY_PREFIXES",
     "MAX_NESTING",
     "NUMERIC_ATTRIBUTES",
     "RUN_STATUSES",
@@ -77,7 +78,7 @@ RUN_STATUSES: Final[tuple[str, ...]] = ("RUNNING", "SCHEDULED", "FINISHED", "FAI
 MAX_NESTING: Final = 100
 
 _ATTRIBUTE_ALIASES: Final[dict[str, str]] = {"name": "run_name"}
-_PREFIXES: Final[dict[str, Entity]] = {
+ENTITY_PREFIXES: Final[dict[str, Entity]] = {
     "metrics": "metric",
     "metric": "metric",
     "m": "metric",
@@ -462,10 +463,10 @@ class _Parser:
         if "." not in tok.text:
             return "attribute", self._attribute(tok.text, tok), tok.text
         prefix, key = tok.text.split(".", 1)
-        entity = _PREFIXES.get(prefix.lower())
+        entity = ENTITY_PREFIXES.get(prefix.lower())
         if entity is None:
-            close = difflib.get_close_matches(prefix.lower(), list(_PREFIXES), n=1)
-            hint = f" Did you mean '{_PLURAL[_PREFIXES[close[0]]]}.{key}'?" if close else ""
+            close = difflib.get_close_matches(prefix.lower(), list(ENTITY_PREFIXES), n=1)
+            hint = f" Did you mean '{_PLURAL[ENTITY_PREFIXES[close[0]]]}.{key}'?" if close else ""
             raise self._error(
                 tok.pos,
                 "a prefix",
@@ -502,8 +503,8 @@ class _Parser:
         close = difflib.get_close_matches(norm, [*ATTRIBUTES, *_ATTRIBUTE_ALIASES], n=1)
         if close:
             hint = f" Did you mean '{close[0]}'?"
-        elif norm in _PREFIXES:
-            hint = f" Write {name}.<key> to name a {_PREFIXES[norm]}."
+        elif norm in ENTITY_PREFIXES:
+            hint = f" Write {name}.<key> to name a {ENTITY_PREFIXES[norm]}."
         else:
             hint = (
                 f" For a metric, param or tag write metrics.{name}, params.{name} or tags.{name}."
