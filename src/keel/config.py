@@ -32,6 +32,8 @@ class Settings:
         heartbeat_timeout: seconds without heartbeat before a run counts as dead.
         flush_interval: seconds between background flushes of buffered metrics.
         user: the actor recorded on runs and audit events.
+        verify_keys: Ed25519 public-key PEM files; when set, loading a registered
+            model requires a valid signature from one of them.
         sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
     """
 
@@ -43,6 +45,7 @@ class Settings:
     heartbeat_timeout: float = 60.0
     flush_interval: float = 1.0
     user: str = "unknown"
+    verify_keys: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -64,6 +67,7 @@ _ENV = {
     "heartbeat_timeout": "KEEL_HEARTBEAT_TIMEOUT",
     "flush_interval": "KEEL_FLUSH_INTERVAL",
     "user": "KEEL_USER",
+    "verify_keys": "KEEL_VERIFY_KEYS",
 }
 _FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval"}
 
@@ -133,6 +137,11 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         if values[name] <= 0:
             raise ConfigError(f"Setting '{name}' must be > 0 (from {sources[name]}).", key=name)
 
+    if "verify_keys" in values:
+        keys = values["verify_keys"]
+        if isinstance(keys, str):
+            keys = [k.strip() for k in keys.split(",") if k.strip()]
+        values["verify_keys"] = tuple(str(k) for k in keys)
     home = Path(values.pop("home", cwd / ".keel")).expanduser()
     if not home.is_absolute():
         home = cwd / home

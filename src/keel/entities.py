@@ -7,7 +7,18 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["ArtifactInfo", "Experiment", "Metric", "Run", "RunStatus"]
+__all__ = [
+    "STAGES",
+    "ApprovalRequest",
+    "ArtifactInfo",
+    "AuditEvent",
+    "Experiment",
+    "Metric",
+    "ModelVersion",
+    "RegisteredModel",
+    "Run",
+    "RunStatus",
+]
 
 
 class RunStatus(StrEnum):
@@ -103,3 +114,106 @@ class ArtifactInfo:
     path: str
     digest: str
     size: int
+
+
+STAGES = ("None", "Staging", "Production", "Shadow", "Archived")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A named model with its versions' aliases and governance settings."""
+
+    name: str
+    description: str | None
+    owner: str | None
+    purpose: str | None
+    limitations: str | None
+    protected_stages: list[str]
+    protected_aliases: list[str]
+    required_approvals: int
+    multiple_production: bool
+    created_at: int
+    updated_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    latest_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    name: str
+    version: int
+    source: str
+    run_id: str | None
+    manifest_digest: str
+    flavor: str
+    format: str
+    spec: dict[str, Any]
+    unsafe: bool
+    metrics: dict[str, float]
+    datasets: list[str]
+    stage: str
+    description: str | None
+    signature_b64: str | None
+    signed_by: str | None
+    created_by: str | None
+    created_at: int
+    updated_at: int
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        """``models:/<name>/<version>``."""
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A request to move a version to a protected stage or alias."""
+
+    id: int
+    name: str
+    version: int
+    target_kind: str  # "stage" | "alias"
+    target: str
+    requested_by: str
+    comment: str | None
+    status: str  # pending | applied | rejected | cancelled
+    created_at: int
+    resolved_at: int | None
+    votes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of the hash-chained audit log."""
+
+    seq: int
+    ts: int
+    actor: str
+    action: str
+    object: str
+    reason: str | None
+    before: Any
+    after: Any
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return asdict(self)

@@ -11,6 +11,7 @@ naturally catch::
     │   ├── FilterSyntaxError               search filter that does not parse
     │   └── ParamConflictError              re-logging a param with another value
     ├── InvalidStateError                   e.g. logging to a finished run
+    ├── PermissionDeniedError (PermissionError)  missing role, self-approval, protection
     ├── IntegrityError                      stored bytes do not match their hash
     ├── ConfigError                         unreadable keel.toml, bad URI ...
     │   └── NoSuchBackendError              unknown URI scheme
@@ -38,6 +39,7 @@ __all__ = [
     "NoSuchBackendError",
     "NotFoundError",
     "ParamConflictError",
+    "PermissionDeniedError",
     "did_you_mean",
 ]
 
@@ -92,6 +94,10 @@ class ParamConflictError(InvalidSpecError):
 
 class InvalidStateError(KeelError):
     """The operation is not allowed in the object's current state."""
+
+
+class PermissionDeniedError(KeelError, PermissionError):
+    """The actor lacks the role (or approvals) the operation needs."""
 
 
 class IntegrityError(KeelError):

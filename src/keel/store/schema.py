@@ -27,14 +27,25 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "approval_requests",
+    "approval_votes",
     "artifacts",
+    "audit_events",
+    "audit_head",
     "experiment_tags",
     "experiments",
     "latest_metrics",
+    "lineage_edges",
     "metadata",
     "metric_keys",
     "metrics",
+    "model_aliases",
+    "model_version_tags",
+    "model_versions",
     "params",
+    "registered_model_tags",
+    "registered_models",
+    "roles",
     "runs",
     "tags",
 ]
@@ -162,4 +173,152 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# -- registry (migration 0002) ------------------------------------------------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("description", Text),
+    Column("owner", String(250)),
+    Column("purpose", Text),  # intended use, for the model card
+    Column("limitations", Text),
+    Column("protected_stages", Text, nullable=False),  # JSON list, e.g. ["Production"]
+    Column("protected_aliases", Text, nullable=False),  # JSON list, e.g. ["champion"]
+    Column("required_approvals", Integer, nullable=False),
+    Column("multiple_production", Integer, nullable=False),  # 0/1
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("model_id", BigId, _cascade("registered_models.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", BigId, ForeignKey("registered_models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32)),
+    Column("source", Text, nullable=False),  # runs:/<id>/<path> or a folder
+    Column("manifest_digest", String(64), nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("format", String(64), nullable=False),
+    Column("spec", Text, nullable=False),  # JSON: the model's keel-model.json
+    Column("unsafe", Integer, nullable=False),  # 0/1: pickle-based format
+    Column("metrics", Text, nullable=False),  # JSON snapshot of the run's metrics
+    Column("datasets", Text, nullable=False),  # JSON list of dataset versions trained on
+    Column("stage", String(16), nullable=False),
+    Column("description", Text),
+    Column("signature_b64", Text),  # Ed25519 signature over manifest_digest
+    Column("signed_by", String(250)),
+    Column("created_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Index(None, "model_id", "version", unique=True),
+    Index(None, "model_id", "stage"),
+    Index(None, "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("version_id", BigId, _cascade("model_versions.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", BigId, _cascade("registered_models.id"), primary_key=True),
+    Column("alias", String(250), primary_key=True),
+    Column("version_id", BigId, ForeignKey("model_versions.id"), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("version_id", BigId, ForeignKey("model_versions.id"), nullable=False),
+    Column("target_kind", String(16), nullable=False),  # stage | alias
+    Column("target", String(250), nullable=False),
+    Column("requested_by", String(250), nullable=False),
+    Column("comment", Text),
+    Column("status", String(16), nullable=False),  # pending | applied | rejected | cancelled
+    Column("created_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger),
+    Index(None, "status"),
+)
+
+approval_votes = Table(
+    "approval_votes",
+    metadata,
+    Column("request_id", BigId, _cascade("approval_requests.id"), primary_key=True),
+    Column("user", String(250), primary_key=True),
+    Column("decision", String(16), nullable=False),  # approve | reject
+    Column("comment", Text),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("user", String(250), primary_key=True),
+    Column("role", String(32), primary_key=True),  # reader | writer | approver | admin
+    Column("scope", String(260), primary_key=True),  # "*" or "model:<name>" / "experiment:<id>"
+    Column("granted_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("src", String(300), primary_key=True),  # "<kind>:<id>", e.g. run:ab12...
+    Column("dst", String(300), primary_key=True),
+    Column("relation", String(32), primary_key=True),  # input | output | registered_as | ...
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "dst", "src"),
+    sqlite_with_rowid=False,
+)
+
+#: Append-only, hash-chained: each row's hash covers its content and the previous hash.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object", String(300), nullable=False),
+    Column("reason", Text),
+    Column("before", Text),  # JSON
+    Column("after", Text),  # JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "object", "seq"),
+)
+
+#: One row (id = 1) holding the chain's head; updating it serialises appenders.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )

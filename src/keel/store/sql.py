@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -36,12 +36,15 @@ from keel.exceptions import (
 )
 from keel.store import schema as t
 from keel.store._filter import Node, OrderBy
+
+if TYPE_CHECKING:
+    from keel.store._registry import SqlRegistry
 from keel.store.base import MetricPoint, Store, ViewType, now_ms
 
 __all__ = ["HEAD_REVISION", "SqlStore", "normalize_url"]
 
 #: The newest Alembic revision; tests check it matches the migration scripts.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
 _LOAD_RUNS = (
@@ -152,6 +155,13 @@ class SqlStore(Store):
             artifact_location=state["artifact_location"],
             migrate=state["migrate"],
         )
+
+    @property
+    def registry(self) -> SqlRegistry:
+        """Registry, roles, lineage and audit storage sharing this store's engine."""
+        from keel.store._registry import SqlRegistry
+
+        return SqlRegistry(self)
 
     # -- engine --------------------------------------------------------------------------
     @property

@@ -59,6 +59,7 @@ _ENV_KEYS = (
     "KEEL_HEARTBEAT_TIMEOUT",
     "KEEL_FLUSH_INTERVAL",
     "KEEL_USER",
+    "KEEL_VERIFY_KEYS",
 )
 _clients: dict[tuple[str | None, ...], Client] = {}
 _clients_lock = threading.Lock()
