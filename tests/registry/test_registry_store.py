@@ -177,7 +177,7 @@ def test_audit_chain_detects_tampering(store: SqlStore, sql: str, match: str) ->
         _tamper(store, "UPDATE audit_events SET seq = 3 WHERE seq = 999")
     else:
         _tamper(store, sql)
-    bad, problem = reg.verify_audit()
+    _, problem = reg.verify_audit()
     assert problem is not None and match in problem, problem
 
 
