@@ -14,10 +14,10 @@ $(VENV)/bin/python:
 	$(UV) venv --quiet --python $(PYTHON) $(VENV)
 
 install: $(VENV)/bin/python
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -e ".[all]"
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[all]"
 
 install-test: $(VENV)/bin/python
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -e ".[test]"
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[test]"
 
 ## make demo: install, then train a few models with tracking and compare the runs
 demo: install
