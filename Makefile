@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 UV := $(PYTHON) -m uv
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_WORKERS ?= 2
+# This machine kind keeps the CPU build of torch in /opt/wheels; uv does not read pip.conf.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: demo test install install-test lint typecheck services bench-tracking clean
 
@@ -17,7 +19,7 @@ install: $(VENV)/bin/python
 	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[all]"
 
 install-test: $(VENV)/bin/python
-	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[test]"
+	$(UV) pip install --quiet --python $(VENV)/bin/python $(FIND_LINKS) -e ".[test]"
 
 ## make demo: install, then train a few models with tracking and compare the runs
 demo: install

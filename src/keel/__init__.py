@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from keel.config import Settings, load_settings
-    from keel.entities import ArtifactInfo, Experiment, Metric, Run, RunStatus
+    from keel.entities import (
+        ArtifactInfo,
+        Experiment,
+        Metric,
+        ModelVersion,
+        RegisteredModel,
+        Run,
+        RunStatus,
+    )
     from keel.exceptions import (
         AlreadyExistsError,
         BackendUnavailableError,
@@ -26,7 +34,9 @@ if TYPE_CHECKING:
         KeelError,
         NotFoundError,
         ParamConflictError,
+        PermissionDeniedError,
     )
+    from keel.registry._log import log_input, log_model
     from keel.tracking.autolog import autolog
     from keel.tracking.client import Client, RunList
     from keel.tracking.fluent import (
@@ -70,6 +80,11 @@ _LAZY = {
     "Client": "keel.tracking.client",
     "RunList": "keel.tracking.client",
     "seed_everything": "keel.tracking.seed",
+    "log_model": "keel.registry._log",
+    "log_input": "keel.registry._log",
+    "ModelVersion": "keel.entities",
+    "RegisteredModel": "keel.entities",
+    "PermissionDeniedError": "keel.exceptions",
 }
 _ERRORS = {
     "AlreadyExistsError",
@@ -82,6 +97,13 @@ _ERRORS = {
     "NotFoundError",
     "ParamConflictError",
 }
+
+
+def lineage(obj: Any, direction: str = "up", depth: int = 10) -> Any:
+    """Lineage of a run, model version or ``kind:id`` node (``.of_kind("dataset")``)."""
+    from keel.registry import default
+
+    return default().lineage(obj, direction, depth)
 
 
 def __getattr__(name: str) -> Any:
@@ -119,8 +141,11 @@ __all__ = [
     "InvalidStateError",
     "KeelError",
     "Metric",
+    "ModelVersion",
     "NotFoundError",
     "ParamConflictError",
+    "PermissionDeniedError",
+    "RegisteredModel",
     "Run",
     "RunList",
     "RunStatus",
@@ -134,13 +159,16 @@ __all__ = [
     "get_client",
     "get_metric_history",
     "get_run",
+    "lineage",
     "load_settings",
     "log_artifact",
     "log_artifacts",
     "log_dict",
     "log_figure",
+    "log_input",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "log_table",

@@ -210,3 +210,26 @@ def test_concurrent_alias_moves_stay_consistent_and_audited(store: SqlStore) -> 
         previous = e.after["version"]
     assert reg.resolve_alias("churn", "champion").version == previous
     assert reg.verify_audit()[1] is None
+
+
+def test_governance_changes_need_admin_once_admins_exist(reg: SqlRegistry) -> None:
+    _version(reg, actor="dev")
+    reg.set_protection("churn", actor="dev", stages=["Production"], aliases=["champion"])
+    with pytest.raises(NotFoundError):
+        reg.grant("ann", "approver", actor="boss", model="nope")
+    reg.grant("boss", "admin", actor="boss")  # bootstrap: no admin exists yet
+    with pytest.raises(PermissionDeniedError, match="admin role"):
+        reg.grant("dev", "approver", actor="dev")  # no more self-service
+    with pytest.raises(PermissionDeniedError, match="Admins: boss"):
+        reg.set_protection("churn", actor="dev", stages=[])
+    reg.grant("ann", "approver", actor="boss", model="churn")
+    assert reg.approvers("churn") == ["ann", "boss"]
+    req = reg.request("churn", 1, actor="dev", alias="champion")
+    reg.vote(req.id, "approve", actor="ann")
+    with pytest.raises(PermissionDeniedError, match="protected alias"):
+        reg.delete_alias("churn", "champion", actor="dev")
+    with pytest.raises(PermissionDeniedError, match="protection guards"):
+        reg.delete_version("churn", 1, actor="dev")
+    reg.delete_alias("churn", "champion", actor="boss")
+    reg.revoke("ann", "approver", actor="boss", model="churn")
+    assert reg.approvers("churn") == ["boss"]

@@ -28,7 +28,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from keel.cli import _format as fmt
-from keel.exceptions import InvalidSpecError, KeelError, NotFoundError
+from keel.cli._governance import audit_app, lineage_cmd
+from keel.cli._models import models_app
+from keel.exceptions import InvalidSpecError, KeelError, NotFoundError, PermissionDeniedError
 
 if TYPE_CHECKING:
     from keel.entities import ArtifactInfo, Run
@@ -46,12 +48,16 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
-#: Exit code per outcome (documented in docs/cli.md).
+#: A missing role, a protected stage or alias without approvals, or self-approval.
+EXIT_PERMISSION_DENIED = 4
+#: Exit code per outcome (documented in docs/cli.md). ``keel audit verify`` also exits
+#: with 5 when the audit chain is broken (:data:`keel.cli._governance.EXIT_AUDIT_BROKEN`).
 EXIT_CODES: dict[str, int] = {
     "ok": EXIT_OK,
     "error": EXIT_ERROR,
     "usage": EXIT_USAGE,
     "not_found": EXIT_NOT_FOUND,
+    "permission_denied": EXIT_PERMISSION_DENIED,
 }
 
 
@@ -62,6 +68,8 @@ def exit_code_for(exc: BaseException) -> int | None:
         return EXIT_NOT_FOUND
     if isinstance(exc, InvalidSpecError):
         return EXIT_USAGE
+    if isinstance(exc, PermissionDeniedError):
+        return EXIT_PERMISSION_DENIED
     if isinstance(exc, KeelError):
         return EXIT_ERROR
     if isinstance(exc, ValueError) and type(exc).__module__ == "keel.store._filter":
@@ -114,6 +122,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(runs_app, name="runs")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(models_app, name="models", rich_help_panel="Model registry")
+app.command("lineage", rich_help_panel="Model registry")(lineage_cmd)
+app.add_typer(audit_app, name="audit", rich_help_panel="Model registry")
 
 
 # -- shared helpers ---------------------------------------------------------------------------

@@ -272,6 +272,7 @@ class SqlRegistry:
             values["multiple_production"] = int(bool(multiple_production))
         with self._audited() as conn:
             row = self._model_row(conn, name)
+            self._require_admin(conn, actor, name, f"change the protection of model '{name}'")
             before = {
                 "protected_stages": _json_list(row.protected_stages),
                 "protected_aliases": _json_list(row.protected_aliases),
@@ -592,7 +593,7 @@ class SqlRegistry:
             if current and not archive_existing:
                 raise InvalidStateError(
                     f"Model '{name}' already has version {current[0]} in Production and allows one "
-                    "Production version; pass archive_existing=True (--archive-existing) or allow "
+                    "Production version; pass archive_existing=True (the CLI's default) or allow "
                     "several with set_protection(multiple_production=True).",
                     name=name,
                 )
@@ -696,6 +697,8 @@ class SqlRegistry:
                 raise NotFoundError(
                     f"Model '{name}' has no alias '{alias}'.", name=name, alias=alias
                 )
+            if alias in _json_list(model.protected_aliases):
+                self._require_admin(conn, actor, name, f"delete the protected alias '{alias}'")
             conn.execute(sa.delete(t.model_aliases).where(a.model_id == model.id, a.alias == alias))
             gov.append_event(
                 conn,
@@ -776,6 +779,13 @@ class SqlRegistry:
                 .scalars()
                 .all()
             )
+            guarded = row.stage in _json_list(model.protected_stages) or bool(
+                set(aliases) & set(_json_list(model.protected_aliases))
+            )
+            if guarded:
+                self._require_admin(
+                    conn, actor, name, f"delete version {version}, which protection guards"
+                )
             conn.execute(sa.delete(t.model_aliases).where(t.model_aliases.c.version_id == row.id))
             conn.execute(
                 sa.update(t.model_versions)
@@ -801,6 +811,9 @@ class SqlRegistry:
         v.check_name("User", user)
         scope = f"model:{model}" if model else "*"
         with self._audited() as conn:
+            if model is not None:
+                self._model_row(conn, model)
+            self._require_admin(conn, actor, model, f"grant the {role} role")
             stmt = self.store._insert(t.roles)
             conn.execute(
                 stmt.values(
@@ -820,6 +833,7 @@ class SqlRegistry:
         """Take a role away (audited)."""
         scope = f"model:{model}" if model else "*"
         with self._audited() as conn:
+            self._require_admin(conn, actor, model, f"revoke the {role} role")
             n = conn.execute(
                 sa.delete(t.roles).where(
                     t.roles.c.user == user, t.roles.c.role == role, t.roles.c.scope == scope
@@ -835,6 +849,34 @@ class SqlRegistry:
                 obj=f"user:{user}",
                 before={"role": role, "scope": scope},
             )
+
+    def _require_admin(self, conn: Connection, actor: str, model: str | None, what: str) -> None:
+        """Governance changes need the admin role once any admin exists.
+
+        A store without admins is a local single-user store: everything is allowed,
+        which is how the first admin is granted. With admins configured, changing
+        roles or protection, or deleting what protection guards, needs admin on the
+        model (or globally).
+        """
+        r = t.roles.c
+        admins = set(conn.execute(sa.select(r.user, r.scope).where(r.role == "admin")).all())
+        if not admins:
+            return
+        scopes = {"*"} | ({f"model:{model}"} if model else set())
+        if not any(user == actor and scope in scopes for user, scope in admins):
+            names = sorted({u for u, sc in admins if sc in scopes})
+            raise PermissionDeniedError(
+                f"{actor} may not {what}: that needs the admin role"
+                + (f" on model '{model}'" if model else "")
+                + f". Admins: {', '.join(names) or 'none for this scope'}.",
+                user=actor,
+            )
+
+    def approvers(self, name: str) -> list[str]:
+        """Users who may approve changes to a model (approver or admin role)."""
+        with self.store._tx(write=False) as conn:
+            self._model_row(conn, name)
+            return self._approvers(conn, name)
 
     def _approvers(self, conn: Connection, model: str) -> list[str]:
         r = t.roles.c
