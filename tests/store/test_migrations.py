@@ -65,3 +65,25 @@ def test_downgrade_and_upgrade_again(tmp_path: object) -> None:
         assert not sa.inspect(conn).has_table("runs")
     assert upgrade(engine, url)[1] == HEAD_REVISION
     engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_data_and_seeds_the_audit_chain(store_url: str) -> None:
+    engine = sa.create_engine(store_url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(engine, store_url, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage, created_at, "
+                "updated_at) VALUES ('old', '', 'active', 1, 1)"
+            )
+        )
+    assert upgrade(engine, store_url) == ("0001", HEAD_REVISION)
+    store = SqlStore(store_url)
+    assert store.get_experiment_by_name("old").name == "old"
+    store.registry.create_model("m", actor="a")
+    assert store.registry.verify_audit() == (1, None)
+    store.close()
+    engine.dispose()
