@@ -113,6 +113,16 @@ def test_signing_and_verification(
     _train(data, seed=2)
     with pytest.raises(IntegrityError, match="not signed"):
         registry.load("models:/churn/3")
+    X, y = data
+    with keel.start_run(experiment="reg"):
+        logged = keel.log_model(
+            RandomForestClassifier(n_estimators=2).fit(X, y),
+            input_example=X.head(2),
+            registered_model_name="churn",
+            signing_key=private,  # signed at registration
+        )
+    assert logged.version is not None and logged.version.signature_b64
+    assert registry.load("models:/churn/4") is not None
     assert any(e.action == "version.sign" for e in registry.audit())
 
 

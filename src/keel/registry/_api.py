@@ -133,8 +133,13 @@ class Registry:
         *,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        signing_key: bytes | str | os.PathLike[str] | None = None,
     ) -> ModelVersion:
-        """Register the model logged at ``runs:/<run_id>/<path>`` as the next version."""
+        """Register the model logged at ``runs:/<run_id>/<path>`` as the next version.
+
+        With ``signing_key`` (Ed25519 private key PEM, bytes or a file) the new
+        version is signed at registration.
+        """
         resolved = self._resolve_run_uri(source)
         m = _RUNS_URI.match(source)
         assert m is not None
@@ -145,7 +150,7 @@ class Registry:
         run = self.client.get_run(run_id)
         nodes = self._reg.lineage(f"run:{run_id}", "up", 1)
         datasets = [n for n in nodes[0][1:] if n.startswith("dataset:")]
-        return self._reg.create_version(
+        mv = self._reg.create_version(
             name,
             actor=self.actor,
             source=source,
@@ -157,6 +162,9 @@ class Registry:
             description=description,
             tags=tags,
         )
+        if signing_key is not None:
+            mv = self.sign(name, mv.version, signing_key)
+        return mv
 
     def get_version(self, name: str, version: int | str) -> ModelVersion:
         """One version of a model."""

@@ -38,6 +38,7 @@ def log_model(
     trusted_types: Sequence[str] | None = None,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
+    signing_key: bytes | str | None = None,
     **save_kwargs: Any,
 ) -> LoggedModel:
     """Save ``model`` in a safe format under artifact path ``name`` of the active run.
@@ -53,6 +54,7 @@ def log_model(
         trusted_types: extra types the skops loader may construct.
         description: description of the registered version.
         tags: tags of the registered version.
+        signing_key: Ed25519 private key (PEM bytes or file) to sign the registered version.
         **save_kwargs: passed to :func:`keel.models.save_model` (e.g. ``model_config``).
     """
     from keel import _validation as v
@@ -83,7 +85,7 @@ def log_model(
     version = None
     if registered_model_name is not None:
         version = Registry(run.client).register_model(
-            uri, registered_model_name, description=description, tags=tags
+            uri, registered_model_name, description=description, tags=tags, signing_key=signing_key
         )
     spec_dict = spec.to_dict()
     return LoggedModel(uri, spec_dict, version)
