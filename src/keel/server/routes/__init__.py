@@ -1,0 +1,10 @@
+"""keel's native REST API (``/api/v1``): one router module per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["routers"]
+
+#: Mounted by create_app in this order.
+routers: list[APIRouter] = []
