@@ -169,9 +169,12 @@ class ObjectStore(ABC):
         return self._store_file(p)
 
     def put_bytes(self, data: bytes) -> BlobRef:
-        """Store bytes held in memory."""
+        """Store bytes held in memory (nothing is written if the blob already exists)."""
         import io
 
+        digest = hash_bytes(data)
+        if self._exists(digest):  # the hash is known up front: skip the write and fsync
+            return BlobRef(digest, len(data))
         return self._store_stream(io.BytesIO(data))
 
     def put_stream(self, reader: IO[bytes]) -> BlobRef:

@@ -428,28 +428,7 @@ class SqlRegistry:
                 )
             ).all()
         )
-        return ModelVersion(
-            name=name,
-            version=row.version,
-            source=row.source,
-            run_id=row.run_id,
-            manifest_digest=row.manifest_digest,
-            flavor=row.flavor,
-            format=row.format,
-            spec=json.loads(row.spec),
-            unsafe=bool(row.unsafe),
-            metrics=json.loads(row.metrics),
-            datasets=json.loads(row.datasets),
-            stage=row.stage,
-            description=row.description,
-            signature_b64=row.signature_b64,
-            signed_by=row.signed_by,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            aliases=list(aliases),
-            tags=tags,
-        )
+        return _version_from(name, row._mapping, list(aliases), tags)
 
     def get_version(self, name: str, version: int | str) -> ModelVersion:
         """One version; raises NotFoundError listing the versions that exist."""
@@ -471,32 +450,42 @@ class SqlRegistry:
             return [self._version(conn, name, r) for r in rows]
 
     def resolve_alias(self, name: str, alias: str) -> ModelVersion:
-        """The version an alias points to; raises NotFoundError listing the aliases."""
+        """The version an alias points to; raises NotFoundError listing the aliases.
+
+        The hot path of model loading and serving: two plain statements on the
+        DBAPI cursor (SQLAlchemy statement construction would cost more than the
+        queries).
+        """
+        mark = "?" if self.store.dialect == "sqlite" else "%s"
         with self.store._tx(write=False) as conn:
-            model = self._model_row(conn, name)
-            row = conn.execute(
-                sa.select(t.model_versions)
-                .join(t.model_aliases, t.model_aliases.c.version_id == t.model_versions.c.id)
-                .where(t.model_aliases.c.model_id == model.id, t.model_aliases.c.alias == alias)
-            ).one_or_none()
-            if row is None:
-                aliases = (
-                    conn.execute(
-                        sa.select(t.model_aliases.c.alias).where(
-                            t.model_aliases.c.model_id == model.id
-                        )
-                    )
-                    .scalars()
-                    .all()
+            cursor = conn.connection.cursor()
+            cursor.execute(_RESOLVE_ALIAS.format(m=mark), (name, alias))
+            found = cursor.fetchone()
+            if found is not None:
+                row = dict(zip([d[0] for d in cursor.description], found, strict=True))
+                cursor.execute(_VERSION_EXTRAS.format(m=mark), (row["id"], row["id"]))
+                aliases, tags = [], {}
+                for kind, key, value in cursor.fetchall():
+                    if kind == "a":
+                        aliases.append(key)
+                    else:
+                        tags[key] = value
+                return _version_from(name, row, sorted(aliases), tags)
+            model = self._model_row(conn, name)  # raises for an unknown model
+            known = (
+                conn.execute(
+                    sa.select(t.model_aliases.c.alias).where(t.model_aliases.c.model_id == model.id)
                 )
-                listing = ", ".join(sorted(aliases)) or "none"
-                raise NotFoundError(
-                    f"Model '{name}' has no alias '{alias}'.{did_you_mean(alias, aliases)} "
-                    f"Aliases: {listing}.",
-                    name=name,
-                    alias=alias,
-                )
-            return self._version(conn, name, row)
+                .scalars()
+                .all()
+            )
+            listing = ", ".join(sorted(known)) or "none"
+            raise NotFoundError(
+                f"Model '{name}' has no alias '{alias}'.{did_you_mean(alias, known)} "
+                f"Aliases: {listing}.",
+                name=name,
+                alias=alias,
+            )
 
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion:
         """The newest version in a stage (``models:/name/Production``)."""
@@ -1117,6 +1106,45 @@ class SqlRegistry:
                 before=before,
                 after=after,
             )
+
+
+_RESOLVE_ALIAS = (
+    "SELECT v.* FROM model_aliases a "
+    "JOIN registered_models m ON m.id = a.model_id "
+    "JOIN model_versions v ON v.id = a.version_id "
+    "WHERE m.name = {m} AND a.alias = {m}"
+)
+_VERSION_EXTRAS = (
+    "SELECT 'a', alias, NULL FROM model_aliases WHERE version_id = {m} "
+    "UNION ALL SELECT 't', key, value FROM model_version_tags WHERE version_id = {m}"
+)
+
+
+def _version_from(
+    name: str, row: Mapping[str, Any], aliases: list[str], tags: dict[str, str]
+) -> ModelVersion:
+    return ModelVersion(
+        name=name,
+        version=row["version"],
+        source=row["source"],
+        run_id=row["run_id"],
+        manifest_digest=row["manifest_digest"],
+        flavor=row["flavor"],
+        format=row["format"],
+        spec=json.loads(row["spec"]),
+        unsafe=bool(row["unsafe"]),
+        metrics=json.loads(row["metrics"]),
+        datasets=json.loads(row["datasets"]),
+        stage=row["stage"],
+        description=row["description"],
+        signature_b64=row["signature_b64"],
+        signed_by=row["signed_by"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        aliases=aliases,
+        tags=tags,
+    )
 
 
 def _check_version(version: object) -> int:
