@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 # This machine kind keeps the CPU build of torch in /opt/wheels; uv does not read pip.conf.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test install install-test lint typecheck services bench-tracking clean
+.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -42,6 +42,12 @@ test: install-test services lint typecheck
 
 bench-tracking: install
 	$(PY) benchmarks/tracking/run.py
+
+bench-registry: install-test
+	$(PY) benchmarks/registry/run.py
+
+bench-scale: install
+	$(PY) benchmarks/scale/run.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache
