@@ -384,7 +384,29 @@ class SqlRegistry:
                 .where(t.registered_models.c.id == row.id)
                 .values(updated_at=now)
             )
-            return self._version(conn, name, self._version_row(conn, row.id, name, number))
+            # built from what was just written: re-reading would cost three statements
+            return ModelVersion(
+                name=name,
+                version=number,
+                source=source,
+                run_id=run_id,
+                manifest_digest=manifest_digest,
+                flavor=str(spec.get("flavor", "unknown")),
+                format=str(spec.get("format", "unknown")),
+                spec=json.loads(json.dumps(spec, default=str)),
+                unsafe=bool(spec.get("unsafe", False)),
+                metrics=dict(metrics),
+                datasets=list(datasets),
+                stage="None",
+                description=description,
+                signature_b64=None,
+                signed_by=None,
+                created_by=actor,
+                created_at=now,
+                updated_at=now,
+                aliases=[],
+                tags=dict(tags or {}),
+            )
 
     def _version_row(self, conn: Connection, model_id: int, name: str, version: int) -> Any:
         mv = t.model_versions.c
