@@ -12,6 +12,7 @@ naturally catch::
     │   └── ParamConflictError              re-logging a param with another value
     ├── InvalidStateError                   e.g. logging to a finished run
     ├── PermissionDeniedError (PermissionError)  missing role, self-approval, protection
+    ├── AuthenticationError                 missing, unknown, expired or revoked token
     ├── IntegrityError                      stored bytes do not match their hash
     ├── ConfigError                         unreadable keel.toml, bad URI ...
     │   └── NoSuchBackendError              unknown URI scheme
@@ -30,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "BackendUnavailableError",
     "ConfigError",
     "IntegrityError",
@@ -98,6 +100,10 @@ class InvalidStateError(KeelError):
 
 class PermissionDeniedError(KeelError, PermissionError):
     """The actor lacks the role (or approvals) the operation needs."""
+
+
+class AuthenticationError(KeelError):
+    """The request carries no valid credentials (unknown, expired or revoked token)."""
 
 
 class IntegrityError(KeelError):

@@ -50,9 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body("http_error", str(err.detail)), status_code=err.status_code)
 
-    from keel.server import mlflow, routes
+    from keel.server import mlflow, routes, ui
 
-    for router in [*routes.routers, *mlflow.routers]:
+    for router in [*routes.routers, *mlflow.routers, *ui.routers]:
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

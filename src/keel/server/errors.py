@@ -19,6 +19,7 @@ STATUS: list[tuple[type[exc.KeelError], int, str]] = [
     (exc.InvalidSpecError, 400, "invalid_input"),
     (exc.InvalidStateError, 409, "invalid_state"),
     (exc.PermissionDeniedError, 403, "permission_denied"),
+    (exc.AuthenticationError, 401, "unauthenticated"),
     (exc.IntegrityError, 422, "integrity_error"),
     (exc.BackendUnavailableError, 503, "backend_unavailable"),
     (exc.ConfigError, 500, "config_error"),

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "api_tokens",
     "approval_requests",
     "approval_votes",
     "artifacts",
@@ -48,6 +49,7 @@ __all__ = [
     "roles",
     "runs",
     "tags",
+    "users",
 ]
 
 NAMING = {
@@ -321,4 +323,29 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# -- access control (migration 0003) ------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled", Integer, nullable=False),
+)
+
+#: API tokens: only a hash of each token is stored; the token is shown once.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user", String(250), ForeignKey("users.name"), nullable=False),
+    Column("label", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Column("last_used_at", BigInteger),
+    Index(None, "user"),
 )

@@ -38,13 +38,14 @@ from keel.store import schema as t
 from keel.store._filter import Node, OrderBy
 
 if TYPE_CHECKING:
+    from keel.store._auth import SqlAuth
     from keel.store._registry import SqlRegistry
 from keel.store.base import MetricPoint, Store, ViewType, now_ms
 
 __all__ = ["HEAD_REVISION", "SqlStore", "normalize_url"]
 
 #: The newest Alembic revision; tests check it matches the migration scripts.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
 _LOAD_RUNS = (
@@ -155,6 +156,13 @@ class SqlStore(Store):
             artifact_location=state["artifact_location"],
             migrate=state["migrate"],
         )
+
+    @property
+    def auth(self) -> SqlAuth:
+        """Users, API tokens and role checks sharing this store's engine."""
+        from keel.store._auth import SqlAuth
+
+        return SqlAuth(self)
 
     @property
     def registry(self) -> SqlRegistry:
