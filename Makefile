@@ -27,6 +27,7 @@ demo: install
 
 services:
 	@bash scripts/services.sh
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,9 +189,65 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     return fs_store
 
 
+# -- backend_env: each metadata-store backend, in-process and through a live keel server --------
+#: Modules whose backend_env tests use it as a store URL (SqlStore(...), child processes).
+_LOCAL_ONLY_MODULES = ("tests.tracking.test_reliability",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "local_only: run backend_env tests in-process only (they poke local files)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run backend_env tests twice per backend: in-process and remote (a live keel server)."""
+    if "backend_env" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("local_only") or metafunc.module.__name__.endswith(
+        _LOCAL_ONLY_MODULES
+    ):
+        return
+    metafunc.parametrize("backend_mode", ["local", "remote"])
+
+
 @pytest.fixture
-def backend_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point the fluent API at each metadata-store backend."""
+def backend_mode() -> str:
+    """``local`` (in-process stores) unless parametrised with ``remote``."""
+    return "local"
+
+
+@pytest.fixture(scope="session")
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Real ``keel server`` processes, one per metadata-store backend, started on first use."""
+    from tests.server.conftest import LiveServers
+
+    servers = LiveServers(tmp_path_factory.mktemp("keel-servers"))
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def backend_env(
+    store_url: str,
+    backend_mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> str:
+    """Point the fluent API at each metadata-store backend.
+
+    With ``backend_mode == "remote"`` it goes through a live ``keel server`` on
+    that backend instead (``KEEL_TRACKING_URI``); returns the store URL or the
+    server's URL.
+    """
+    if backend_mode == "remote":
+        backend = "postgres" if store_url.startswith("postgresql") else "sqlite"
+        server = request.getfixturevalue("live_servers").get(backend)
+        server.reset()
+        monkeypatch.setenv("KEEL_TRACKING_URI", server.url)
+        fluent._reset()
+        assert load_settings().tracking_uri == server.url
+        return str(server.url)
     monkeypatch.setenv("KEEL_STORE_URI", store_url)
     fluent._reset()
     assert load_settings().store_uri == store_url

@@ -34,6 +34,11 @@ class Settings:
         user: the actor recorded on runs and audit events.
         verify_keys: Ed25519 public-key PEM files; when set, loading a registered
             model requires a valid signature from one of them.
+        tracking_uri: URL of a keel server (``http://host:5000``); when set, the
+            Python API and the CLI use that server instead of ``store_uri`` and
+            ``artifact_uri``.
+        max_request_size: largest JSON request body ``keel server`` accepts, in
+            bytes (blob uploads are streamed and not limited by it).
         sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
     """
 
@@ -46,6 +51,8 @@ class Settings:
     flush_interval: float = 1.0
     user: str = "unknown"
     verify_keys: tuple[str, ...] = ()
+    tracking_uri: str | None = None
+    max_request_size: int = 64 * 1024 * 1024
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -68,8 +75,11 @@ _ENV = {
     "flush_interval": "KEEL_FLUSH_INTERVAL",
     "user": "KEEL_USER",
     "verify_keys": "KEEL_VERIFY_KEYS",
+    "tracking_uri": "KEEL_TRACKING_URI",
+    "max_request_size": "KEEL_MAX_REQUEST_SIZE",
 }
 _FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval"}
+_INTS = {"max_request_size"}
 
 
 def _default_user() -> str:
@@ -82,6 +92,19 @@ def _default_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return "unknown"
+
+
+def _check_tracking_uri(uri: str, sources: dict[str, str]) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"tracking_uri must be the http:// or https:// URL of a keel server, such as "
+            f"http://127.0.0.1:5000, got {uri!r} (from {sources['tracking_uri']}).",
+            key="tracking_uri",
+        )
+    return uri.strip().rstrip("/")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -136,6 +159,19 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
             ) from exc
         if values[name] <= 0:
             raise ConfigError(f"Setting '{name}' must be > 0 (from {sources[name]}).", key=name)
+    for name in _INTS & set(values):
+        try:
+            values[name] = int(values[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Setting '{name}' must be a whole number of bytes, got {values[name]!r} "
+                f"(from {sources[name]}).",
+                key=name,
+            ) from exc
+        if values[name] <= 0:
+            raise ConfigError(f"Setting '{name}' must be > 0 (from {sources[name]}).", key=name)
+    if "tracking_uri" in values:
+        values["tracking_uri"] = _check_tracking_uri(str(values["tracking_uri"]), sources)
 
     if "verify_keys" in values:
         keys = values["verify_keys"]

@@ -29,6 +29,7 @@ from typer.core import TyperGroup
 
 from keel.cli import _format as fmt
 from keel.cli._governance import audit_app, lineage_cmd
+from keel.cli._import import import_app
 from keel.cli._models import models_app
 from keel.exceptions import InvalidSpecError, KeelError, NotFoundError, PermissionDeniedError
 
@@ -125,6 +126,7 @@ app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(models_app, name="models", rich_help_panel="Model registry")
 app.command("lineage", rich_help_panel="Model registry")(lineage_cmd)
 app.add_typer(audit_app, name="audit", rich_help_panel="Model registry")
+app.add_typer(import_app, name="import")
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -939,6 +941,81 @@ def artifacts_get(
         highlight=False,
     )
     console.out(str(local.resolve()), highlight=False)
+
+
+# -- server ---------------------------------------------------------------------------------
+@app.command("server", rich_help_panel="Server")
+def server_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    log_level: Annotated[
+        str, typer.Option(help="critical, error, warning, info, debug or trace.")
+    ] = "info",
+) -> None:
+    """Serve the metadata and object stores of this configuration over HTTP.
+
+    Clients point KEEL_TRACKING_URI at it (http://HOST:PORT); the native API is
+    under /api/v1 (OpenAPI at /docs), the MLflow-compatible API under
+    /api/2.0/mlflow, Prometheus metrics at /metrics. See docs/server.md.
+    """
+    import os
+    import tempfile
+
+    levels = ("critical", "error", "warning", "info", "debug", "trace")
+    if log_level.lower() not in levels:
+        raise typer.BadParameter(f"use one of {', '.join(levels)}.", param_hint="--log-level")
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise KeelError("keel server needs the server extra: pip install 'keel[server]'.") from exc
+
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # workers count requests in files here, so /metrics adds all of them up
+            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-metrics-"))
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "keel.server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level.lower(),
+        )
+
+
+@app.command("ui", rich_help_panel="Server")
+def ui_cmd(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5000,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Also open the UI in a web browser.")
+    ] = False,
+) -> None:
+    """Browse the local store in a web browser, on http://127.0.0.1:PORT/ui (docs/ui.md).
+
+    Serves this configuration's own stores (KEEL_TRACKING_URI is ignored) on the
+    loopback interface only; approvals made in the UI are recorded as KEEL_USER.
+    """
+    from keel.config import load_settings
+
+    try:
+        import uvicorn
+
+        from keel.server import create_app
+    except ImportError as exc:
+        raise KeelError("keel ui needs the server extra: pip install 'keel[server]'.") from exc
+    settings = dataclasses.replace(load_settings(), tracking_uri=None)
+    url = f"http://127.0.0.1:{port}/ui/"
+    _say(f"keel UI: {url}  (store {_safe_url(settings.store_uri)}; Ctrl+C to stop)")
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -54,20 +54,30 @@ class Client:
     # -- backends ----------------------------------------------------------------------------
     @property
     def store(self) -> Store:
-        """The metadata store (opened on first use)."""
+        """The metadata store (opened on first use): a keel server's with ``tracking_uri``."""
         if self._store is None:
-            self._store = SqlStore(
-                self.settings.store_uri, artifact_location=self.settings.artifact_uri
-            )
+            if self.settings.tracking_uri:
+                from keel.store.rest import RestStore
+
+                self._store = RestStore(self.settings.tracking_uri)
+            else:
+                self._store = SqlStore(
+                    self.settings.store_uri, artifact_location=self.settings.artifact_uri
+                )
         return self._store
 
     @property
     def objects(self) -> ObjectStore:
-        """The object store (opened on first use)."""
+        """The object store (opened on first use): a keel server's with ``tracking_uri``."""
         if self._objects is None:
-            self._objects = open_object_store(
-                self.settings.artifact_uri, s3_endpoint_url=self.settings.s3_endpoint_url
-            )
+            if self.settings.tracking_uri:
+                from keel.objects.http import HttpObjectStore
+
+                self._objects = HttpObjectStore(self.settings.tracking_uri)
+            else:
+                self._objects = open_object_store(
+                    self.settings.artifact_uri, s3_endpoint_url=self.settings.s3_endpoint_url
+                )
         return self._objects
 
     @property
@@ -88,6 +98,9 @@ class Client:
             self._buffer = None
         if self._store is not None:
             self._store.close()
+        close_objects = getattr(self._objects, "close", None)
+        if close_objects is not None:  # remote object stores hold a connection pool
+            close_objects()
 
     def flush(self) -> None:
         """Block until every buffered metric is durably stored."""

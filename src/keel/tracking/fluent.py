@@ -60,6 +60,7 @@ _ENV_KEYS = (
     "KEEL_FLUSH_INTERVAL",
     "KEEL_USER",
     "KEEL_VERIFY_KEYS",
+    "KEEL_TRACKING_URI",
 )
 _clients: dict[tuple[str | None, ...], Client] = {}
 _clients_lock = threading.Lock()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from keel.server.routes import blobs, experiments, governance, models, runs
+
 __all__ = ["routers"]
 
 #: Mounted by create_app in this order.
-routers: list[APIRouter] = []
+routers: list[APIRouter] = [
+    experiments.router,
+    runs.router,
+    blobs.router,
+    models.router,
+    governance.router,
+]

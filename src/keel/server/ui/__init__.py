@@ -1,10 +1,18 @@
-"""The web UI: server-rendered pages (with htmx and a small chart library vendored in)."""
+"""The web UI: server-rendered pages under ``/ui`` (Jinja2, htmx and uPlot vendored in).
+
+Pages call the Python APIs (:class:`~keel.tracking.client.Client`,
+:class:`~keel.registry.Registry`) of the server's client directly. Each module
+contributes one router; :func:`keel.server.create_app` mounts :data:`routers`.
+Later sections add a router here and an entry to :data:`keel.server.ui._render.NAV`.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from keel.server.ui import _governance, _render, _tracking
+
 __all__ = ["routers"]
 
 #: Mounted by create_app after the API routers.
-routers: list[APIRouter] = []
+routers: list[APIRouter] = [_render.router, _tracking.router, _governance.router]

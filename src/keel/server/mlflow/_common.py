@@ -1,0 +1,236 @@
+"""Shared pieces of the MLflow layer: request fields, the keel client, ids, URIs, writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import Request
+
+from keel.entities import Experiment, RunStatus
+from keel.exceptions import InvalidStateError, NotFoundError
+from keel.server.mlflow._errors import MlflowError
+
+if TYPE_CHECKING:
+    from keel.store._registry import SqlRegistry
+    from keel.tracking.client import Client
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "INTERNAL",
+    "Fields",
+    "artifact_root",
+    "default_experiment",
+    "experiment_id",
+    "fields",
+    "get_client",
+    "num",
+    "page",
+    "pairs",
+    "run_id_of",
+    "sql_registry",
+    "write_to_run",
+]
+
+T = TypeVar("T")
+
+#: MLflow's default experiment: id "0" and name "Default" map to keel's experiment "Default".
+DEFAULT_EXPERIMENT = "Default"
+#: Tags keel keeps for its own bookkeeping; hidden from MLflow clients, refused from them.
+INTERNAL = "keel.mlflow."
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Fields:
+    """The fields of one MLflow request: the JSON body merged over the query string.
+
+    MLflow's client sends GET fields as query parameters (a repeated key is a list)
+    and every other method's fields as a JSON body.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The raw value of a field."""
+        value = self.data.get(key)
+        return default if value is None else value
+
+    def text(self, key: str, *, required: bool = False) -> str:
+        """A string field; ``""`` when absent (MLflow's proto default)."""
+        value = self.data.get(key)
+        if value is None or value == "":
+            if required:
+                raise MlflowError(f"Missing value for required parameter '{key}'.")
+            return ""
+        if isinstance(value, list):
+            value = value[-1]
+        return value if isinstance(value, str) else str(value)
+
+    def integer(self, key: str, default: int | None = None) -> int | None:
+        """An integer field (MLflow sends int64 as a JSON string or number)."""
+        value = self.data.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, list):
+            value = value[-1]
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise MlflowError(f"Parameter '{key}' must be an integer, got {value!r}.") from None
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        """A boolean field (``true``/``false`` in a query string)."""
+        value = self.data.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, str):
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)
+
+    def items(self, key: str) -> list[Any]:
+        """A repeated field."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+
+    def pairs(self, key: str) -> dict[str, str]:
+        """A repeated ``{key, value}`` field (tags, params) as a dict."""
+        out: dict[str, str] = {}
+        for item in self.items(key):
+            if not isinstance(item, dict) or "key" not in item:
+                raise MlflowError(f"Each entry of '{key}' needs a 'key' and a 'value'.")
+            out[str(item["key"])] = "" if item.get("value") is None else str(item["value"])
+        return out
+
+
+async def fields(request: Request) -> Fields:
+    """FastAPI dependency: the request's fields (bounded by ``max_request_size``)."""
+    data: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        data[key] = values if len(values) > 1 else values[0]
+    body = await request.body()
+    if body.strip():
+        limit = request.app.state.settings.max_request_size
+        if len(body) > limit:
+            raise MlflowError(
+                f"Request body of {len(body)} bytes exceeds the server's limit of {limit} "
+                "(KEEL_MAX_REQUEST_SIZE).",
+                "BAD_REQUEST",
+                413,
+            )
+        try:
+            parsed = json.loads(body)
+        except ValueError as e:
+            raise MlflowError(f"Malformed JSON request body: {e}", "BAD_REQUEST") from None
+        if not isinstance(parsed, dict):
+            raise MlflowError("The request body must be a JSON object.", "BAD_REQUEST")
+        data.update(parsed)
+    return Fields(data)
+
+
+def get_client(request: Request) -> Client:
+    """FastAPI dependency: the server's keel client."""
+    client: Client = request.app.state.client
+    return client
+
+
+def sql_registry(client: Client) -> SqlRegistry:
+    """The registry storage of the client's store."""
+    registry: SqlRegistry | None = getattr(client.store, "registry", None)
+    if registry is None:  # pragma: no cover - every server store is a SQL store today
+        raise MlflowError("This keel store has no model registry.", "INTERNAL_ERROR")
+    return registry
+
+
+def run_id_of(value: str) -> str:
+    """Validate a run id, answering RESOURCE_DOES_NOT_EXIST for ids keel cannot have."""
+    if not _RUN_ID.match(value):
+        raise MlflowError(f"Run '{value}' not found.", "RESOURCE_DOES_NOT_EXIST")
+    return value
+
+
+def default_experiment(client: Client, *, create: bool) -> Experiment | None:
+    """keel's experiment "Default" (MLflow's experiment "0")."""
+    if create:
+        return client.store.get_or_create_experiment(DEFAULT_EXPERIMENT)
+    try:
+        return client.store.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    except NotFoundError:
+        return None
+
+
+def experiment_id(client: Client, value: str, *, create_default: bool = True) -> str:
+    """A keel experiment id from an MLflow one ("0" is the default experiment)."""
+    if value == "0":
+        exp = default_experiment(client, create=create_default)
+        if exp is None:
+            raise MlflowError("Experiment '0' (Default) not found.", "RESOURCE_DOES_NOT_EXIST")
+        return exp.experiment_id
+    if not value.isdigit():
+        raise MlflowError(f"Experiment id '{value}' not found.", "RESOURCE_DOES_NOT_EXIST")
+    return value
+
+
+def artifact_root(exp_id: str, run_id: str) -> str:
+    """The artifact URI MLflow clients see for a run (served by the mlflow-artifacts routes)."""
+    return f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts"
+
+
+def num(value: float) -> float | str:
+    """A double as proto3 JSON writes it (NaN and infinities as strings)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def pairs(mapping: dict[str, str]) -> list[dict[str, str]]:
+    """``{k: v}`` as MLflow's repeated ``{key, value}``, internal keys left out."""
+    return [{"key": k, "value": v} for k, v in mapping.items() if not k.startswith(INTERNAL)]
+
+
+def page(items: list[T], token: str, max_results: int) -> tuple[list[T], str | None]:
+    """One page of an in-memory listing; tokens are offsets."""
+    if max_results < 1:
+        raise MlflowError(f"max_results must be positive, got {max_results}.")
+    try:
+        offset = int(token) if token else 0
+    except ValueError:
+        raise MlflowError(f"Invalid page_token {token!r}.") from None
+    chunk = items[offset : offset + max_results]
+    more = offset + max_results < len(items)
+    return chunk, (str(offset + max_results) if more else None)
+
+
+_LATE = threading.Lock()
+
+
+def write_to_run(client: Client, run_id: str, write: Callable[[], T]) -> T:
+    """Run ``write`` on a run, also after the run ended.
+
+    MLflow lets clients log metrics, params and artifacts to a finished run (an
+    evaluation metric after training, a model logged with an explicit run id);
+    keel's store only writes to RUNNING runs. So a write refused because the run
+    has ended reopens the run for that write and restores its status and end time.
+    """
+    try:
+        return write()
+    except InvalidStateError:
+        pass
+    with _LATE:
+        run = client.store.get_run(run_id)
+        if run.status == RunStatus.RUNNING:
+            return write()
+        client.store.end_run(run_id, RunStatus.RUNNING)
+        try:
+            return write()
+        finally:
+            client.store.end_run(run_id, run.status, end_time=run.end_time)
