@@ -6,6 +6,7 @@ import math
 import posixpath
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from keel.exceptions import InvalidSpecError
 
@@ -127,8 +128,11 @@ def check_artifact_path(path: object, *, allow_empty: bool = False) -> str:
             f"Artifact path {path!r} must be a non-empty relative path such as 'plots/roc.png'.",
             path=path,
         )
+    # percent-encoded traversal ('%2e%2e/x', 'a/%2F..%2Fb') is refused too: such a path
+    # would escape once a URL or a lenient consumer decodes it
+    decoded = unquote(raw).replace("\\", "/")
     parts = raw.split("/")
-    if ".." in parts:
+    if ".." in parts or ".." in decoded.split("/") or decoded.startswith("/"):
         raise InvalidSpecError(
             f"Artifact path {path!r} contains '..'; artifact paths stay inside the run.",
             path=path,

@@ -39,6 +39,9 @@ class Settings:
             ``artifact_uri``.
         max_request_size: largest JSON request body ``keel server`` accepts, in
             bytes (blob uploads are streamed and not limited by it).
+        auth: access control of ``keel server``: off (a local, trusted setup) or on
+            (every request needs an API token; roles decide what it may do).
+        tracking_token: API token the client sends to ``tracking_uri``.
         sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
     """
 
@@ -53,6 +56,8 @@ class Settings:
     verify_keys: tuple[str, ...] = ()
     tracking_uri: str | None = None
     max_request_size: int = 64 * 1024 * 1024
+    auth: bool = False
+    tracking_token: str | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -61,7 +66,10 @@ class Settings:
         for f in fields(self):
             if f.name == "sources":
                 continue
-            rows.append((f.name, str(getattr(self, f.name)), self.sources.get(f.name, "default")))
+            value = getattr(self, f.name)
+            if f.name == "tracking_token" and value:
+                value = "<set>"  # a credential: never displayed
+            rows.append((f.name, str(value), self.sources.get(f.name, "default")))
         return rows
 
 
@@ -77,6 +85,8 @@ _ENV = {
     "verify_keys": "KEEL_VERIFY_KEYS",
     "tracking_uri": "KEEL_TRACKING_URI",
     "max_request_size": "KEEL_MAX_REQUEST_SIZE",
+    "auth": "KEEL_AUTH",
+    "tracking_token": "KEEL_TRACKING_TOKEN",
 }
 _FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval"}
 _INTS = {"max_request_size"}
@@ -92,6 +102,19 @@ def _default_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return "unknown"
+
+
+def _parse_switch(value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(
+        f"Setting 'auth' must be 'on' or 'off', got {value!r} (from {source}).", key="auth"
+    )
 
 
 def _check_tracking_uri(uri: str, sources: dict[str, str]) -> str:
@@ -170,6 +193,8 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
             ) from exc
         if values[name] <= 0:
             raise ConfigError(f"Setting '{name}' must be > 0 (from {sources[name]}).", key=name)
+    if "auth" in values:
+        values["auth"] = _parse_switch(values["auth"], sources["auth"])
     if "tracking_uri" in values:
         values["tracking_uri"] = _check_tracking_uri(str(values["tracking_uri"]), sources)
 

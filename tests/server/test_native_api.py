@@ -287,11 +287,6 @@ def test_prometheus_metrics_per_route_template(http: TestClient) -> None:
     assert RUN_ID not in text  # raw paths never become labels
 
 
-# The MLflow-compatible routes serve GET and POST with one function (an OpenAPI warning of theirs).
-_MLFLOW_DUPLICATE_IDS = "ignore:Duplicate Operation ID:UserWarning"
-
-
-@pytest.mark.filterwarnings(_MLFLOW_DUPLICATE_IDS)
 def test_openapi_documents_the_native_api(http: TestClient) -> None:
     spec = http.get("/openapi.json").json()
     for path in ["/api/v1/runs/search", "/api/v1/runs/{run_id}/batch", "/api/v1/blobs/{digest}"]:
@@ -466,7 +461,6 @@ def test_registry_over_http(http: TestClient, logged_model: str) -> None:
     _error(r, 400, "invalid_input")
 
 
-@pytest.mark.filterwarnings(_MLFLOW_DUPLICATE_IDS)
 def test_openapi_documents_json_floats(http: TestClient) -> None:
     schemas = http.get("/openapi.json").json()["components"]["schemas"]
     assert '"enum": ["NaN", "Infinity", "-Infinity"]' in json.dumps(schemas["BatchLog"])

@@ -137,7 +137,11 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, ui_url: str) -> Iterator[Any]:
     """A fresh page (own cookies and cache) that fails the test on any script error."""
     context = browser.new_context(base_url=ui_url, viewport={"width": 1360, "height": 900})
-    context.set_default_timeout(10_000)
+    # generous: CI shares 2 cores between the server, Chromium and another xdist worker
+    context.set_default_timeout(30_000)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

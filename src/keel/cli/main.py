@@ -31,6 +31,7 @@ from keel.cli import _format as fmt
 from keel.cli._governance import audit_app, lineage_cmd
 from keel.cli._import import import_app
 from keel.cli._models import models_app
+from keel.cli._users import users_app
 from keel.exceptions import InvalidSpecError, KeelError, NotFoundError, PermissionDeniedError
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ app.add_typer(models_app, name="models", rich_help_panel="Model registry")
 app.command("lineage", rich_help_panel="Model registry")(lineage_cmd)
 app.add_typer(audit_app, name="audit", rich_help_panel="Model registry")
 app.add_typer(import_app, name="import")
+app.add_typer(users_app, name="users", rich_help_panel="Access control")
 
 
 # -- shared helpers ---------------------------------------------------------------------------

@@ -201,10 +201,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=500,
         )
 
-    from keel.server import mlflow, routes, ui
+    from fastapi import Depends
 
-    for router in [*routes.routers, *mlflow.routers, *ui.routers]:
-        app.include_router(router)
+    from keel.server import mlflow, routes, ui
+    from keel.server._access import authorize
+
+    guarded = [Depends(authorize)]  # a no-op with auth off
+    for router in [*routes.routers, *mlflow.routers]:
+        app.include_router(router, dependencies=guarded)
+    if not settings.auth:  # the web UI acts as KEEL_USER: only without access control
+        for router in ui.routers:
+            app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

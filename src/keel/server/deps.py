@@ -15,18 +15,35 @@ from fastapi import Depends, Header, Request
 
 from keel import _validation as v
 from keel.objects import ObjectStore
+from keel.server._access import identity
 from keel.store._registry import SqlRegistry
 from keel.store.base import Store
 from keel.store.sql import SqlStore
 from keel.tracking.client import Client
 
-__all__ = ["ActorDep", "ClientDep", "ObjectsDep", "RegistryDep", "StoreDep", "as_actor"]
+__all__ = [
+    "ActorDep",
+    "ClientDep",
+    "IdentityDep",
+    "ObjectsDep",
+    "RegistryDep",
+    "StoreDep",
+    "as_actor",
+]
 
 
-async def get_client(request: Request) -> Client:
-    """The server's tracking client."""
+async def get_identity(request: Request) -> str | None:
+    """The authenticated caller (set by :func:`~keel.server._access.authorize`), or None."""
+    return identity(request)
+
+
+IdentityDep = Annotated[str | None, Depends(get_identity)]
+
+
+async def get_client(request: Request, user: IdentityDep) -> Client:
+    """The server's tracking client (acting as the authenticated caller, with auth on)."""
     client: Client = request.app.state.client
-    return client
+    return client if user is None else as_actor(client, user)
 
 
 ClientDep = Annotated[Client, Depends(get_client)]
@@ -63,12 +80,14 @@ RegistryDep = Annotated[SqlRegistry, Depends(get_registry)]
 
 async def get_actor(
     request: Request,
+    caller: IdentityDep,
     x_keel_user: Annotated[str | None, Header(description="acting user")] = None,
 ) -> str:
-    """Who acts: the ``X-Keel-User`` header, else the server's configured user.
-
-    The header is trusted as given until the server authenticates its callers.
+    """Who acts: the authenticated caller with auth on; else the ``X-Keel-User`` header,
+    else the server's configured user (with auth off the header is trusted as given).
     """
+    if caller is not None:
+        return caller
     if x_keel_user is None:
         user: str = request.app.state.client.settings.user
         return user

@@ -815,12 +815,30 @@ class SqlRegistry:
             )
 
     # -- roles and approvals ------------------------------------------------------------------
-    def grant(self, user: str, role: str, *, actor: str, model: str | None = None) -> None:
-        """Give ``user`` a role, on one model or everywhere (audited)."""
+    @staticmethod
+    def _scope(model: str | None, experiment: str | None) -> str:
+        if model and experiment:
+            raise InvalidSpecError("A role is on a model or on an experiment, not both.")
+        if experiment:
+            if not str(experiment).isdigit():
+                raise InvalidSpecError(f"Experiment id {experiment!r} must be a number.")
+            return f"experiment:{experiment}"
+        return f"model:{model}" if model else "*"
+
+    def grant(
+        self,
+        user: str,
+        role: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        experiment: str | None = None,
+    ) -> None:
+        """Give ``user`` a role, on one model, one experiment or everywhere (audited)."""
         if role not in ROLES:
             raise InvalidSpecError(f"Unknown role {role!r}; roles: {', '.join(ROLES)}.")
         v.check_name("User", user)
-        scope = f"model:{model}" if model else "*"
+        scope = self._scope(model, experiment)
         with self._audited() as conn:
             if model is not None:
                 self._model_row(conn, model)
@@ -840,9 +858,17 @@ class SqlRegistry:
                 after={"role": role, "scope": scope},
             )
 
-    def revoke(self, user: str, role: str, *, actor: str, model: str | None = None) -> None:
+    def revoke(
+        self,
+        user: str,
+        role: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        experiment: str | None = None,
+    ) -> None:
         """Take a role away (audited)."""
-        scope = f"model:{model}" if model else "*"
+        scope = self._scope(model, experiment)
         with self._audited() as conn:
             self._require_admin(conn, actor, model, f"revoke the {role} role")
             n = conn.execute(
@@ -948,6 +974,11 @@ class SqlRegistry:
 
     def _request(self, conn: Connection, req_id: int) -> ApprovalRequest:
         ar = t.approval_requests.c
+        missing = NotFoundError(
+            f"Approval request {req_id} not found; see `keel models pending`.", request=req_id
+        )
+        if not 0 < req_id < 2**63:  # a larger id would overflow the database's integers
+            raise missing
         row = conn.execute(
             sa.select(
                 t.approval_requests,
@@ -959,9 +990,7 @@ class SqlRegistry:
             .where(ar.id == req_id)
         ).one_or_none()
         if row is None:
-            raise NotFoundError(
-                f"Approval request {req_id} not found; see `keel models pending`.", request=req_id
-            )
+            raise missing
         votes = [
             {"user": u, "decision": d, "comment": c, "at": at}
             for u, d, c, at in conn.execute(

@@ -252,6 +252,7 @@ class ApiClient:
         backoff: first retry delay in seconds; it doubles each time (with jitter).
         max_backoff: longest delay between two attempts.
         transport: an ``httpx`` transport to use instead of the network (tests).
+        token: an API token, sent as ``Authorization: Bearer <token>`` (servers with auth on).
     """
 
     def __init__(
@@ -264,8 +265,10 @@ class ApiClient:
         backoff: float = 0.25,
         max_backoff: float = 8.0,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
@@ -299,11 +302,17 @@ class ApiClient:
                         base_url=self.base_url,
                         timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-                        headers={"User-Agent": f"keel/{__version__}"},
+                        headers=self._headers(__version__),
                         transport=self.transport,
                     )
                     self._pid = pid
         return self._http
+
+    def _headers(self, version: str) -> dict[str, str]:
+        headers = {"User-Agent": f"keel/{version}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def close(self) -> None:
         """Close pooled connections (the client reopens them if used again)."""

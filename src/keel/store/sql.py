@@ -569,7 +569,10 @@ class SqlStore(Store):
 
     def reap_dead_runs(self, timeout: float) -> list[str]:
         """Mark RUNNING runs whose heartbeat is older than ``timeout`` s as FAILED."""
-        cutoff = now_ms() - int(timeout * 1000)
+        if not timeout > 0:  # NaN too
+            raise InvalidSpecError(f"timeout must be a positive number of seconds, got {timeout}.")
+        now = now_ms()
+        cutoff = now - int(min(timeout * 1000, now))  # inf or huge: no heartbeat is that old
         r = t.runs.c
         with self._tx() as conn:
             dead = conn.execute(

@@ -59,7 +59,9 @@ class Client:
             if self.settings.tracking_uri:
                 from keel.store.rest import RestStore
 
-                self._store = RestStore(self.settings.tracking_uri)
+                self._store = RestStore(
+                    self.settings.tracking_uri, token=self.settings.tracking_token
+                )
             else:
                 self._store = SqlStore(
                     self.settings.store_uri, artifact_location=self.settings.artifact_uri
@@ -73,7 +75,9 @@ class Client:
             if self.settings.tracking_uri:
                 from keel.objects.http import HttpObjectStore
 
-                self._objects = HttpObjectStore(self.settings.tracking_uri)
+                self._objects = HttpObjectStore(
+                    self.settings.tracking_uri, token=self.settings.tracking_token
+                )
             else:
                 self._objects = open_object_store(
                     self.settings.artifact_uri, s3_endpoint_url=self.settings.s3_endpoint_url

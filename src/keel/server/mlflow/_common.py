@@ -60,28 +60,34 @@ class Fields:
         value = self.data.get(key)
         return default if value is None else value
 
+    def _scalar(self, key: str) -> Any:
+        """A single-valued field: the last of a repeated one; ``None`` when absent or empty."""
+        value = self.data.get(key)
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        return None if value == "" else value
+
     def text(self, key: str, *, required: bool = False) -> str:
         """A string field; ``""`` when absent (MLflow's proto default)."""
-        value = self.data.get(key)
-        if value is None or value == "":
+        value = self._scalar(key)
+        if value is None:
             if required:
                 raise MlflowError(f"Missing value for required parameter '{key}'.")
             return ""
-        if isinstance(value, list):
-            value = value[-1]
         return value if isinstance(value, str) else str(value)
 
     def integer(self, key: str, default: int | None = None) -> int | None:
         """An integer field (MLflow sends int64 as a JSON string or number)."""
-        value = self.data.get(key)
-        if value is None or value == "":
+        value = self._scalar(key)
+        if value is None:
             return default
-        if isinstance(value, list):
-            value = value[-1]
         try:
-            return int(value)
-        except (TypeError, ValueError):
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: float infinity
             raise MlflowError(f"Parameter '{key}' must be an integer, got {value!r}.") from None
+        if not -(2**63) <= number < 2**63:
+            raise MlflowError(f"Parameter '{key}' does not fit in 64 bits: {number}.")
+        return number
 
     def flag(self, key: str, default: bool = False) -> bool:
         """A boolean field (``true``/``false`` in a query string)."""
@@ -136,9 +142,14 @@ async def fields(request: Request) -> Fields:
 
 
 def get_client(request: Request) -> Client:
-    """FastAPI dependency: the server's keel client."""
+    """FastAPI dependency: the server's keel client (acting as the authenticated caller)."""
     client: Client = request.app.state.client
-    return client
+    user: str | None = getattr(request.state, "user", None)  # set with auth on
+    if user is None:
+        return client
+    from keel.server.deps import as_actor
+
+    return as_actor(client, user)
 
 
 def sql_registry(client: Client) -> SqlRegistry:

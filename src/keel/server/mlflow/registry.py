@@ -157,7 +157,9 @@ def search_registered_models(f: Fields = F, c: Client = C) -> dict[str, Any]:
     return out
 
 
-@router.api_route("/registered-models/get-latest-versions", methods=["GET", "POST"])
+# GET and POST twins, each with its own OpenAPI operation id.
+@router.get("/registered-models/get-latest-versions", name="get_latest_versions_get")
+@router.post("/registered-models/get-latest-versions", name="get_latest_versions")
 def get_latest_versions(f: Fields = F, c: Client = C) -> dict[str, Any]:
     """The newest version in each requested stage (every stage when none is given)."""
     versions = _latest_per_stage(Registry(c).list_versions(f.text("name", required=True)))

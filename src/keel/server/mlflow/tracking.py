@@ -184,7 +184,9 @@ def _experiment_lookup(exp: Experiment, kind: str, key: str) -> Any:
     }.get(key)
 
 
-@router.api_route("/experiments/search", methods=["GET", "POST"])
+# GET and POST twins, each with its own OpenAPI operation id.
+@router.get("/experiments/search", name="search_experiments_get")
+@router.post("/experiments/search", name="search_experiments")
 def search_experiments(f: Fields = F, c: Client = C) -> dict[str, Any]:
     """Experiments matching MLflow's experiment filter, newest first by default."""
     conditions = parse(f.text("filter"))
@@ -228,6 +230,8 @@ def create_run(f: Fields = F, c: Client = C) -> dict[str, Any]:
     tags = f.pairs("tags")
     name = f.text("run_name") or tags.get(_NAME_TAG) or None
     user = f.text("user_id") or tags.get(_USER_TAG) or None
+    if c.settings.auth:  # the authenticated caller, not what the request claims
+        user = c.settings.user
     parent = tags.get(_PARENT_TAG) or None
     for key in (_NAME_TAG, _USER_TAG, _PARENT_TAG):
         tags.pop(key, None)

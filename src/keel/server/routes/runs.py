@@ -16,7 +16,7 @@ from keel.entities import ArtifactInfo, Run
 from keel.exceptions import IntegrityError, NotFoundError
 from keel.objects import ObjectStore
 from keel.objects.base import check_digest
-from keel.server.deps import ObjectsDep, StoreDep
+from keel.server.deps import IdentityDep, ObjectsDep, StoreDep
 from keel.server.schemas import (
     ArtifactList,
     ArtifactOut,
@@ -47,8 +47,11 @@ def _out(run: Run) -> RunOut:
 
 
 @router.post("", status_code=201)
-def create_run(body: RunCreate, store: StoreDep) -> RunOut:
-    """Start a RUNNING run; with ``heartbeat`` it is reaped when heartbeats stop."""
+def create_run(body: RunCreate, store: StoreDep, caller: IdentityDep) -> RunOut:
+    """Start a RUNNING run; with ``heartbeat`` it is reaped when heartbeats stop.
+
+    With access control on, the run's user is the authenticated caller.
+    """
     return _out(
         store.create_run(
             body.experiment_id,
@@ -56,7 +59,7 @@ def create_run(body: RunCreate, store: StoreDep) -> RunOut:
             parent_run_id=body.parent_run_id,
             tags=body.tags,
             description=body.description,
-            user=body.user,
+            user=caller or body.user,
             start_time=body.start_time,
             environment_digest=body.environment_digest,
             heartbeat=body.heartbeat,
