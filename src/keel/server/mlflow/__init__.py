@@ -7,9 +7,6 @@ it writes is keel data, visible through keel's own API. See docs/mlflow.md.
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from keel.server.mlflow import artifacts, registry, tracking
@@ -20,17 +17,9 @@ __all__ = ["routers"]
 _ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-class _AnyPathRoute(MlflowRoute):
-    """An MLflow route whose ``{path:path}`` also matches paths with a newline (``%0A``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
-
-
 def _fallback() -> APIRouter:
     """A last route answering MLflow's ENDPOINT_NOT_FOUND for paths no other route serves."""
-    router = APIRouter(route_class=_AnyPathRoute, include_in_schema=False)
+    router = APIRouter(route_class=MlflowRoute, include_in_schema=False)
 
     @router.api_route("/{path:path}", methods=_ANY)
     def not_found(request: Request) -> None:
