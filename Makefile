@@ -47,6 +47,10 @@ bench-tracking: install
 bench-registry: install-test
 	$(PY) benchmarks/registry/run.py
 
+.PHONY: bench-data
+bench-data: install-test
+	$(PY) benchmarks/data/run.py
+
 bench-scale: install
 	$(PY) benchmarks/scale/run.py
 

@@ -1,8 +1,8 @@
-"""keel demo: train churn models with tracking, compare them, register the best.
+"""keel demo: version and validate data, train churn models with tracking, register the best.
 
 Run with ``make demo`` (or ``python examples/demo.py``). Everything lands in the
 embedded store (``.keel/`` here: SQLite + a local object folder). Later issues
-grow this into the whole loop: register, deploy, monitor, retrain.
+grow this into the whole loop: deploy, monitor, retrain.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import keel
 
 EXPERIMENT = "churn-demo"
 MODEL = "churn"
-DATASET = "dataset:churn-synthetic@seed-7"
+DATASET = "churn-customers"
 console = Console()
 
 
@@ -98,8 +98,32 @@ CANDIDATES: list[tuple[str, Callable[[], Any], dict[str, Any]]] = [
 ]
 
 
-def train_all(df: pd.DataFrame) -> str:
-    """Train every candidate in a parent run; return the parent run id."""
+def version_and_validate(df: pd.DataFrame) -> str:
+    """Version the table (Parquet + schema + profile); stop a bad export at the gate."""
+    v = keel.data.log_table(df, name=DATASET, message="January export (seed 7)")
+    profile = keel.data.get_profile(v.uri)
+    tenure = profile.column("tenure_months")
+    console.print(
+        f"Versioned [bold]{v.uri}[/]: {profile.rows:,} rows, {len(profile.names)} columns, "
+        f"{v.total_bytes / 1e6:.1f} MB Parquet; profile e.g. tenure_months mean "
+        f"{tenure.mean:.1f}, range {tenure.min}..{tenure.max}."
+    )
+    schema = keel.data.get_schema(v.uri)  # inferred from the reference: edit it as YAML
+    bad = make_churn(n=5_000, seed=8)
+    bad.loc[:40, "tenure_months"] = 999.0  # a broken export: 83-year tenures ...
+    bad.loc[41:60, "plan"] = "platinum"  # ... and a plan nobody sells
+    report = keel.data.validate(bad, schema)
+    console.print(report)
+    try:
+        keel.data.require_valid(bad, schema)
+    except keel.data.DataValidationError:
+        console.print("[yellow]The February export failed validation: it will not train.[/]")
+    return v.uri
+
+
+def train_all(ref: str) -> str:
+    """Train every candidate in a parent run on dataset version ``ref``; return its id."""
+    df = keel.data.get_table(ref).to_pandas()  # verified against its hash
     X = features(df)
     y = df["churned"].to_numpy()
     X_train, X_test, y_train, y_test = train_test_split(
@@ -111,7 +135,7 @@ def train_all(df: pd.DataFrame) -> str:
         keel.log_table(df.head(1000), "data/sample.parquet")
         for name, build, params in CANDIDATES:
             with keel.start_run(run_name=name, nested=True):
-                keel.log_input(DATASET)  # lineage: this data trained this run
+                keel.data.get_table(ref)  # read inside the run: lineage dataset -> run
                 model = build()
                 keel.log_params({"model": name, **params})
                 t0 = time.perf_counter()
@@ -173,7 +197,8 @@ def show(parent_id: str) -> keel.Run:
         f"  keel runs list -e {EXPERIMENT} -o 'metrics.auc DESC'\n"
         f"  keel runs show {best.run_id[:8]}\n"
         f"  keel runs compare {' '.join(r.run_id[:8] for r in runs[:3])}\n"
-        f"  keel artifacts ls {best.run_id[:8]}"
+        f"  keel artifacts ls {best.run_id[:8]}\n"
+        f"  keel data versions {DATASET}"
     )
     return best
 
@@ -216,13 +241,15 @@ def register(best: keel.Run, X_check: pd.DataFrame) -> None:
 
 
 def main() -> None:
-    """Generate data, train and compare."""
+    """Generate and version data, validate, train, compare, register."""
     t0 = time.perf_counter()
     with console.status("generating a churn dataset"):
         df = make_churn()
     console.print(f"{len(df):,} customers, churn rate {df['churned'].mean():.1%}")
+    with console.status("versioning and validating the data"):
+        ref = version_and_validate(df)
     with console.status("training 5 candidate models with tracking"):
-        parent_id = train_all(df)
+        parent_id = train_all(ref)
     best = show(parent_id)
     with console.status("registering the best model"):
         register(best, features(df).head(100))

@@ -3,8 +3,8 @@
 Imported by the orchestrator (``run.py``) and by both workers, which run in
 *different* virtual environments (keel's project venv and the pinned MLflow
 venv), so it depends on nothing but the standard library. The generic worker
-plumbing (timing, the one-JSON-line stdout protocol) is reused from the
-tracking benchmark's ``common.py``.
+plumbing (timing, the one-JSON-line stdout protocol) comes from
+``benchmarks/_harness.py``.
 
 The training data is generated here from one seed, so keel and MLflow fit,
 log and predict with exactly the same model.
@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-TRACKING_DIR = Path(__file__).resolve().parent.parent / "tracking"
-if str(TRACKING_DIR) not in sys.path:
-    sys.path.append(str(TRACKING_DIR))
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent
+if str(BENCHMARKS_DIR) not in sys.path:
+    sys.path.append(str(BENCHMARKS_DIR))
 
-from common import emit, json_stdout, now  # noqa: E402  (benchmarks/tracking/common.py)
+from _harness import emit, json_stdout, now, percentile  # noqa: E402  (benchmarks/_harness.py)
 
 __all__ = [
     "ALIAS",
@@ -104,13 +104,6 @@ def training_data(
     ]
     X_predict = [row() for _ in range(cfg.predict_rows)]
     return X, y, X_predict
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile (p99 of 200 samples is the 3rd largest; of 50, the largest)."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency(samples: list[float]) -> dict[str, Any]:

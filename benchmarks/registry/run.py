@@ -19,50 +19,29 @@ keel runs with the interpreter running this script (the project venv). See
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import importlib.util
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+import _harness as h  # noqa: E402
+from _harness import (  # noqa: E402
+    MLFLOW_VERSION,
+    ensure_mlflow_venv,
+    fmt_number,
+    load_average,
+    load_note,
+    log,
+    machine_info,
+)
 from registry_common import ALIAS, MODEL, Config, Request, now  # noqa: E402
-
-
-def _load_tracking_run() -> ModuleType:
-    """The tracking benchmark's orchestrator, for its environment and machine helpers.
-
-    Loaded under another module name: this file is also called ``run.py``.
-    """
-    path = HERE.parent / "tracking" / "run.py"
-    spec = importlib.util.spec_from_file_location("tracking_run", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_tracking = _load_tracking_run()
-MLFLOW_VERSION: str = _tracking.MLFLOW_VERSION
-ensure_mlflow_venv = _tracking.ensure_mlflow_venv
-worker_env = _tracking.worker_env
-machine_info = _tracking.machine_info
-load_average = _tracking.load_average
-load_note = _tracking.load_note
-fmt_number = _tracking.fmt_number
-fmt_ratio = _tracking.fmt_ratio
-log = _tracking.log
 
 RESULTS_PATH = HERE / "results.json"
 PROFILE_DIR = HERE / "profiles"
@@ -90,41 +69,25 @@ def check_keel() -> str | None:
 def run_worker(
     tool: str, python: Path, cfg: Config, profile_dir: Path | None = None
 ) -> dict[str, Any]:
-    script = HERE / f"{tool}_worker.py"
-    workdir = Path(tempfile.mkdtemp(prefix=f"keel-bench-registry-{tool}-"))
-    req = Request(
-        workdir=str(workdir),
-        config=cfg.to_json(),
-        profile_dir=str(profile_dir) if profile_dir else None,
-    )
-    what = " (profiled with pyinstrument)" if profile_dir else ""
-    log(f"[{tool}] register {cfg.versions:,} versions, resolve, load{what} ...")
-    t0 = now()
-    try:
-        proc = subprocess.run(
-            [str(python), str(script), req.to_argv()],
-            cwd=workdir,
-            env=worker_env(tool, workdir),
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-            check=False,
+    def argv(workdir: Path) -> str:
+        req = Request(
+            workdir=str(workdir),
+            config=cfg.to_json(),
+            profile_dir=str(profile_dir) if profile_dir else None,
         )
-    except subprocess.TimeoutExpired:
-        log(f"[{tool}] timed out after {WORKER_TIMEOUT_S} s")
-        return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
-    finally:
-        wall = now() - t0
-        shutil.rmtree(workdir, ignore_errors=True)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        log(f"[{tool}] FAILED (exit {proc.returncode}):\n{tail}")
-        return {"error": f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else ''}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    result["process_wall_seconds"] = wall
-    log(f"[{tool}] done in {wall:.1f} s")
-    return result
+        return req.to_argv()
+
+    what = " (profiled with pyinstrument)" if profile_dir else ""
+    return h.run_worker(
+        python,
+        HERE / f"{tool}_worker.py",
+        argv,
+        tag=f"[{tool}]",
+        start=f"[{tool}] register {cfg.versions:,} versions, resolve, load{what} ...",
+        prefix=f"keel-bench-registry-{tool}-",
+        timeout_s=WORKER_TIMEOUT_S,
+        env=lambda workdir: h.worker_env(tool, workdir),
+    )
 
 
 # ---------------------------------------------------------------------- checking
@@ -162,36 +125,14 @@ def check_results(results: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
 
 
 @dataclass
-class Row:
-    label: str
-    unit: str
-    mlflow: float | None
-    keel: float | None
-    higher_is_better: bool
-    target: str
-    target_ratio: float | None = None  # keel advantage needed vs MLflow
+class Row(h.Row):
     mlflow_p99: float | None = None
     keel_p99: float | None = None
     mlflow_missing: str = "failed"  # shown when the value is None
     keel_missing: str = "failed"
 
-    @property
-    def advantage(self) -> float | None:
-        """> 1 means keel is better (throughput keel/MLflow, latency MLflow/keel)."""
-        if not self.mlflow or not self.keel:
-            return None
-        return self.keel / self.mlflow if self.higher_is_better else self.mlflow / self.keel
-
-    @property
-    def met(self) -> bool | None:
-        if self.target_ratio is None or self.advantage is None:
-            return None
-        return self.advantage >= self.target_ratio
-
-    def met_text(self) -> str:
-        if self.met is None:
-            return "n/a" if self.target != "-" else "-"
-        return "yes" if self.met else "NO"
+    def json_extra(self) -> dict[str, Any]:
+        return {"mlflow_p99": self.mlflow_p99, "keel_p99": self.keel_p99}
 
 
 def fmt_value(value: float | None, p99: float | None, missing: str) -> str:
@@ -201,15 +142,6 @@ def fmt_value(value: float | None, p99: float | None, missing: str) -> str:
     if p99 is not None:
         text += f" (p99 {fmt_number(p99)})"
     return text
-
-
-def _get(res: dict[str, Any] | None, *path: str) -> float | None:
-    cur: Any = res
-    for part in path:
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return float(cur) if isinstance(cur, int | float) else None
 
 
 def build_rows(results: dict[str, dict[str, Any]], cfg: Config) -> list[Row]:
@@ -229,7 +161,7 @@ def build_rows(results: dict[str, dict[str, Any]], cfg: Config) -> list[Row]:
         scale = 1000.0 if latency else 1.0
 
         def value(tool: str, p: tuple[str, ...], stat: str | None = None) -> float | None:
-            found = _get(results.get(tool), *p, *([stat] if stat else []))
+            found = h.lookup(results.get(tool), *p, *([stat] if stat else []))
             return None if found is None else found * scale
 
         m_path = mlflow_path or path
@@ -299,14 +231,14 @@ def row_cells(row: Row) -> list[str]:
         row.unit,
         fmt_value(row.mlflow, row.mlflow_p99, row.mlflow_missing),
         fmt_value(row.keel, row.keel_p99, row.keel_missing),
-        fmt_ratio(row.advantage),
+        h.fmt_ratio(row.advantage),
         row.target,
         row.met_text(),
     ]
 
 
 def _ms(res: dict[str, Any] | None, *path: str) -> str:
-    found = _get(res, *path)
+    found = h.lookup(res, *path)
     return "n/a" if found is None else f"{fmt_number(found * 1000)} ms"
 
 
@@ -362,56 +294,18 @@ def notes(results: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
 def print_table(
     rows: list[Row], results: dict[str, dict[str, Any]], cfg: Config, title: str
 ) -> None:
-    note = "\n".join(notes(results, cfg))
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(h), *(len(row_cells(r)[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-        print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row_cells(r), widths, strict=True)))
-        print(note)
-        return
-    table = Table(title=title, caption=note, show_lines=False)
-    for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if i in (0, 1, 5) else "right", overflow="fold")
-    for r in rows:
-        cells = row_cells(r)
-        if r.met is False:
-            cells[-1] = f"[bold red]{cells[-1]}[/]"
-        elif r.met:
-            cells[-1] = f"[green]{cells[-1]}[/]"
-        table.add_row(*cells)
-    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+    h.print_table(title, HEADERS, rows, row_cells, notes(results, cfg))
 
 
 def markdown_table(rows: list[Row], results: dict[str, dict[str, Any]], cfg: Config) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
-    lines += ["", *(f"- {n}" for n in notes(results, cfg))]
-    return "\n".join(lines) + "\n"
+    return h.markdown_table(HEADERS, rows, row_cells, notes(results, cfg))
 
 
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny workloads for a smoke test (numbers meaningless; results.json not written)",
-    )
-    parser.add_argument(
-        "--tools",
-        default="mlflow,keel",
-        help="comma-separated subset of mlflow,keel to run (default: both)",
-    )
-    parser.add_argument("--output", type=Path, help=f"results file (default {RESULTS_PATH})")
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser = h.parser(__doc__, RESULTS_PATH)
     parser.add_argument(
         "--profile",
         nargs="?",
@@ -493,28 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": load_end},
         "results": results,
         "profile_run": profile,
-        "rows": [
-            {
-                "workload": r.label,
-                "unit": r.unit,
-                "mlflow": r.mlflow,
-                "keel": r.keel,
-                "mlflow_p99": r.mlflow_p99,
-                "keel_p99": r.keel_p99,
-                "keel_advantage": r.advantage,
-                "target": r.target,
-                "met": r.met,
-            }
-            for r in rows
-        ],
+        "rows": [r.to_json() for r in rows],
         "correctness_failures": failures,
     }
-    if output:
-        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        log(f"wrote {output}")
-    if args.markdown:
-        args.markdown.write_text(markdown_table(rows, results, cfg), encoding="utf-8")
-        log(f"wrote {args.markdown}")
+    h.write_outputs(report, output, args.markdown, markdown_table(rows, results, cfg))
     return 1 if failures else 0
 
 

@@ -20,11 +20,8 @@ See ``README.md`` beside this file.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
-import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -34,14 +31,26 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+import _harness as h  # noqa: E402
+from _harness import (  # noqa: E402
+    MLFLOW_VERSION,
+    ensure_mlflow_venv,
+    fmt_number,
+    load_average,
+    load_note,
+    log,
+    machine_info,
+    now,
+)
 from server_common import (  # noqa: E402
     PAGE_SIZE,
     QUICK,
@@ -49,32 +58,8 @@ from server_common import (  # noqa: E402
     Config,
     Request,
     expected_filtered_names,
-    now,
     write_artifact,
 )
-
-
-def _load_tracking_run() -> ModuleType:
-    """The tracking benchmark's orchestrator, for its environment and machine helpers."""
-    path = HERE.parent / "tracking" / "run.py"
-    spec = importlib.util.spec_from_file_location("tracking_run", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_tracking = _load_tracking_run()
-MLFLOW_VERSION: str = _tracking.MLFLOW_VERSION
-ensure_mlflow_venv = _tracking.ensure_mlflow_venv
-worker_env = _tracking.worker_env
-machine_info = _tracking.machine_info
-load_average = _tracking.load_average
-load_note = _tracking.load_note
-fmt_number = _tracking.fmt_number
-fmt_ratio = _tracking.fmt_ratio
-log = _tracking.log
 
 RESULTS_PATH = HERE / "results.json"
 KEEL_BIN = Path(sys.executable).parent / "keel"
@@ -190,7 +175,7 @@ class Server:
 def start_server(kind: str, mlflow_python: Path | None) -> Server:
     home = Path(tempfile.mkdtemp(prefix=f"keel-bench-server-{kind}-"))
     port = free_port()
-    env = worker_env(kind, home)
+    env = h.worker_env(kind, home)
     if kind == "mlflow":
         assert mlflow_python is not None
         cmd = [
@@ -242,46 +227,35 @@ def start_server(kind: str, mlflow_python: Path | None) -> Server:
 def run_client(
     client: str, python: Path, server: Server, cfg: Config, workloads: list[str], artifact: Path
 ) -> dict[str, Any]:
-    script = HERE / f"{client}_client_worker.py"
-    workdir = Path(tempfile.mkdtemp(prefix=f"keel-bench-server-{client}-client-"))
     uri = server.tracking_uri
-    req = Request(
-        tracking_uri=uri,
-        workdir=str(workdir),
-        config=cfg.to_json(),
-        workloads=workloads,
-        artifact_path=str(artifact),
-    )
-    env = worker_env(client, workdir)
-    if client == "keel":
-        env["KEEL_TRACKING_URI"] = uri
-    log(f"[{client} client -> {server.kind} server] {', '.join(workloads)} ...")
-    t0 = now()
-    try:
-        proc = subprocess.run(
-            [str(python), str(script), req.to_argv()],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-            check=False,
+
+    def argv(workdir: Path) -> str:
+        req = Request(
+            tracking_uri=uri,
+            workdir=str(workdir),
+            config=cfg.to_json(),
+            workloads=workloads,
+            artifact_path=str(artifact),
         )
-    except subprocess.TimeoutExpired:
-        log(f"[{client} client -> {server.kind} server] timed out after {WORKER_TIMEOUT_S} s")
-        return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
-    finally:
-        wall = now() - t0
-        shutil.rmtree(workdir, ignore_errors=True)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        log(f"[{client} client -> {server.kind} server] FAILED (exit {proc.returncode}):\n{tail}")
-        return {"error": f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else ''}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    result["process_wall_seconds"] = wall
-    log(f"[{client} client -> {server.kind} server] done in {wall:.1f} s")
-    return result
+        return req.to_argv()
+
+    def env(workdir: Path) -> dict[str, str]:
+        found = h.worker_env(client, workdir)
+        if client == "keel":
+            found["KEEL_TRACKING_URI"] = uri
+        return found
+
+    tag = f"[{client} client -> {server.kind} server]"
+    return h.run_worker(
+        python,
+        HERE / f"{client}_client_worker.py",
+        argv,
+        tag=tag,
+        start=f"{tag} {', '.join(workloads)} ...",
+        prefix=f"keel-bench-server-{client}-client-",
+        timeout_s=WORKER_TIMEOUT_S,
+        env=env,
+    )
 
 
 def run_phase(
@@ -372,65 +346,35 @@ def check_results(phases: dict[str, dict[str, Any]], cfg: Config, artifact_sha: 
 
 
 @dataclass
-class Row:
-    label: str
-    unit: str
-    mlflow: float | None
-    keel: float | None
-    higher_is_better: bool
-    target: str
-    target_ratio: float | None = None
+class Row(h.Row):
     keel_max: float | None = None  # absolute target: keel's value must be below this
     mlflow_extra: str = ""
     keel_extra: str = ""
 
     @property
-    def advantage(self) -> float | None:
-        """> 1 means keel is better (throughput keel/MLflow, latency and size MLflow/keel)."""
-        if not self.mlflow or not self.keel:
-            return None
-        return self.keel / self.mlflow if self.higher_is_better else self.mlflow / self.keel
-
-    @property
     def met(self) -> bool | None:
         if self.keel_max is not None:
             return None if self.keel is None else self.keel < self.keel_max
-        if self.target_ratio is None or self.advantage is None:
-            return None
-        return self.advantage >= self.target_ratio
-
-    def met_text(self) -> str:
-        if self.met is None:
-            return "-" if self.target == "-" else "n/a"
-        return "yes" if self.met else "NO"
-
-
-def _get(res: dict[str, Any] | None, *path: str) -> float | None:
-    cur: Any = res
-    for part in path:
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return float(cur) if isinstance(cur, int | float) else None
+        return super().met
 
 
 def build_rows(phases: dict[str, dict[str, Any]], cfg: Config) -> list[Row]:
     m, k, kk = (phases.get(p) for p in ("mlflow", "keel", "keel_client"))
 
     def client_value(phase: dict[str, Any] | None, *path: str, scale: float = 1.0) -> float | None:
-        found = _get((phase or {}).get("client_result"), *path)
+        found = h.lookup((phase or {}).get("client_result"), *path)
         return None if found is None else found * scale
 
     def procs(phase: dict[str, Any] | None, key: str) -> str:
-        n = _get(phase, key, "processes")
+        n = h.lookup(phase, key, "processes")
         return "" if n is None else f" ({int(n)} proc.)"
 
     rows = [
         Row(
             "1. start until health answers",
             "s",
-            _get(m, "start_s"),
-            _get(k, "start_s"),
+            h.lookup(m, "start_s"),
+            h.lookup(k, "start_s"),
             False,
             f"keel < {KEEL_START_MAX_S:g} s",
             keel_max=KEEL_START_MAX_S,
@@ -438,8 +382,8 @@ def build_rows(phases: dict[str, dict[str, Any]], cfg: Config) -> list[Row]:
         Row(
             f"1. idle memory, process tree RSS ({IDLE_SETTLE_S:g} s after start)",
             "MiB",
-            _get(m, "idle", "rss_mib"),
-            _get(k, "idle", "rss_mib"),
+            h.lookup(m, "idle", "rss_mib"),
+            h.lookup(k, "idle", "rss_mib"),
             False,
             f"keel < {KEEL_IDLE_MAX_MIB:g} MiB",
             keel_max=KEEL_IDLE_MAX_MIB,
@@ -449,8 +393,8 @@ def build_rows(phases: dict[str, dict[str, Any]], cfg: Config) -> list[Row]:
         Row(
             "1. memory after the workloads, process tree RSS",
             "MiB",
-            _get(m, "after_workload", "rss_mib"),
-            _get(k, "after_workload", "rss_mib"),
+            h.lookup(m, "after_workload", "rss_mib"),
+            h.lookup(k, "after_workload", "rss_mib"),
             False,
             "-",
             mlflow_extra=procs(m, "after_workload"),
@@ -552,14 +496,19 @@ def row_cells(row: Row, phases: dict[str, dict[str, Any]]) -> list[str]:
         row.unit,
         cell(row.mlflow, row.mlflow_extra, "mlflow"),
         cell(row.keel, row.keel_extra, "keel"),
-        fmt_ratio(row.advantage),
+        h.fmt_ratio(row.advantage),
         row.target,
         row.met_text(),
     ]
 
 
+def cells_for(phases: dict[str, dict[str, Any]]) -> Callable[[Row], list[str]]:
+    """``row_cells`` for these phases (a missing value is "failed" or "not run")."""
+    return lambda row: row_cells(row, phases)
+
+
 def notes(phases: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
-    uss = {p: _get(phases.get(p), "idle", "uss_mib") for p in ("mlflow", "keel", "keel_client")}
+    uss = {p: h.lookup(phases.get(p), "idle", "uss_mib") for p in ("mlflow", "keel", "keel_client")}
     uss_text = ", ".join(f"{p} {fmt_number(v)} MiB" for p, v in uss.items() if v)
     return [
         "keel adv. > 1 means keel is better: keel/MLflow for throughput, MLflow/keel for "
@@ -590,46 +539,18 @@ def notes(phases: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
 def print_table(
     rows: list[Row], phases: dict[str, dict[str, Any]], cfg: Config, title: str
 ) -> None:
-    note = "\n".join(notes(phases, cfg))
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        print(markdown_table(rows, phases, cfg))
-        return
-    table = Table(title=title, caption=note, show_lines=False)
-    for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if i in (0, 1, 5) else "right", overflow="fold")
-    for r in rows:
-        cells = row_cells(r, phases)
-        if r.met is False:
-            cells[-1] = f"[bold red]{cells[-1]}[/]"
-        elif r.met:
-            cells[-1] = f"[green]{cells[-1]}[/]"
-        table.add_row(*cells)
-    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
+    h.print_table(title, HEADERS, rows, cells_for(phases), notes(phases, cfg), width=160)
 
 
 def markdown_table(rows: list[Row], phases: dict[str, dict[str, Any]], cfg: Config) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row_cells(r, phases)) + " |" for r in rows]
-    lines += ["", *(f"- {n}" for n in notes(phases, cfg))]
-    return "\n".join(lines) + "\n"
+    return h.markdown_table(HEADERS, rows, cells_for(phases), notes(phases, cfg))
 
 
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny workloads for a smoke test (numbers meaningless; results.json not written)",
-    )
-    parser.add_argument("--output", type=Path, help=f"results file (default {RESULTS_PATH})")
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser = h.parser(__doc__, RESULTS_PATH, tools=False)
     args = parser.parse_args(argv)
 
     cfg = QUICK if args.quick else SERVER_CONFIG
@@ -702,26 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         "mlflow_venv": venv_info,
         "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": load_end},
         "phases": phases,
-        "rows": [
-            {
-                "workload": r.label,
-                "unit": r.unit,
-                "mlflow": r.mlflow,
-                "keel": r.keel,
-                "keel_advantage": r.advantage,
-                "target": r.target,
-                "met": r.met,
-            }
-            for r in rows
-        ],
+        "rows": [r.to_json() for r in rows],
         "correctness_failures": failures,
     }
-    if output:
-        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        log(f"wrote {output}")
-    if args.markdown:
-        args.markdown.write_text(markdown_table(rows, phases, cfg), encoding="utf-8")
-        log(f"wrote {args.markdown}")
+    h.write_outputs(report, output, args.markdown, markdown_table(rows, phases, cfg))
     return 1 if failures else 0
 
 

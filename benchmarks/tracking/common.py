@@ -5,7 +5,9 @@ Imported by the orchestrator (``run.py``) and by both workers, which run in
 venv). It must therefore depend on nothing but the standard library.
 
 Every workload's data is generated here from one seed, so keel and MLflow log
-exactly the same keys, values, steps, timestamps, params and tags.
+exactly the same keys, values, steps, timestamps, params and tags. Timing and
+the workers' one-JSON-line protocol come from ``benchmarks/_harness.py``
+(re-exported here for the workers).
 """
 
 from __future__ import annotations
@@ -14,13 +16,42 @@ import hashlib
 import json
 import os
 import random
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
+
+_BENCHMARKS = str(Path(__file__).resolve().parent.parent)
+if _BENCHMARKS not in sys.path:
+    sys.path.append(_BENCHMARKS)
+
+from _harness import emit, json_stdout, now, repeat, summarize  # noqa: E402
+
+__all__ = [
+    "ARTIFACT_NAME",
+    "BASE_TIMESTAMP_MS",
+    "EXPERIMENT",
+    "SEARCH_FILTER",
+    "SEARCH_ORDER_BY",
+    "SEED",
+    "WARM_UP_EXPERIMENT",
+    "Config",
+    "RunSpec",
+    "WorkerRequest",
+    "batch_points",
+    "chunks",
+    "emit",
+    "expected_filtered_names",
+    "json_stdout",
+    "now",
+    "one_by_one_values",
+    "repeat",
+    "run_specs",
+    "sha256_file",
+    "summarize",
+    "write_artifact",
+]
 
 SEED = 20_240_917
 
@@ -161,57 +192,3 @@ def sha256_file(path: str) -> str:
         while data := fh.read(1 << 20):
             digest.update(data)
     return digest.hexdigest()
-
-
-# ------------------------------------------------------------------------- timing
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "samples": samples,
-    }
-
-
-def repeat(fn: Callable[[], Any], times: int) -> tuple[list[float], Any]:
-    """Call ``fn`` ``times`` times; return the wall times (s) and the last result."""
-    samples: list[float] = []
-    result: Any = None
-    for _ in range(times):
-        t0 = now()
-        result = fn()
-        samples.append(now() - t0)
-    return samples, result
-
-
-# ----------------------------------------------------------------------- worker io
-
-
-@contextmanager
-def json_stdout() -> Iterator[IO[str]]:
-    """Reserve the real stdout for the worker's single JSON line.
-
-    File descriptor 1 is pointed at stderr for the duration, so chatty
-    libraries (MLflow's alembic migrations, progress bars, prints) cannot
-    corrupt the result; the yielded stream writes to the original stdout.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    out = os.fdopen(saved, "w", encoding="utf-8")
-    try:
-        yield out
-    finally:
-        sys.stdout.flush()
-        out.flush()
-
-
-def emit(out: IO[str], result: dict[str, Any]) -> None:
-    out.write(json.dumps(result) + "\n")
-    out.flush()

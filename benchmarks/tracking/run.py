@@ -17,11 +17,8 @@ this script (the project venv). See ``README.md`` beside this file.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -33,7 +30,18 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
+import _harness as h  # noqa: E402
+from _harness import (  # noqa: E402
+    MLFLOW_VERSION,
+    ensure_mlflow_venv,
+    fmt_number,
+    load_average,
+    load_note,
+    log,
+    machine_info,
+)
 from common import (  # noqa: E402
     SEARCH_FILTER,
     SEARCH_ORDER_BY,
@@ -45,9 +53,6 @@ from common import (  # noqa: E402
     write_artifact,
 )
 
-MLFLOW_VERSION = "3.17.2"
-VENVS_DIR = HERE.parent / ".venvs"
-MLFLOW_VENV = VENVS_DIR / f"mlflow-{MLFLOW_VERSION}"
 RESULTS_PATH = HERE / "results.json"
 WORKER_TIMEOUT_S = 1_800
 RAW_COPY_REPEATS = 5
@@ -73,62 +78,6 @@ JOBS: list[tuple[str, str]] = [
     ("mlflow", "artifact"),
     ("keel", "artifact"),
 ]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-# ------------------------------------------------------------------ environments
-
-
-def installed_mlflow_version(python: Path) -> str | None:
-    if not python.exists():
-        return None
-    proc = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def ensure_mlflow_venv() -> tuple[Path, dict[str, Any]]:
-    """Return the pinned MLflow venv's python, creating/repairing the venv if needed."""
-    python = venv_python(MLFLOW_VENV)
-    if installed_mlflow_version(python) == MLFLOW_VERSION:
-        log(f"MLflow {MLFLOW_VERSION}: reusing {MLFLOW_VENV}")
-        return python, {"path": str(MLFLOW_VENV), "created": False, "setup_seconds": 0.0}
-
-    log(f"MLflow {MLFLOW_VERSION}: creating {MLFLOW_VENV} ...")
-    t0 = now()
-    VENVS_DIR.mkdir(parents=True, exist_ok=True)
-    uv = shutil.which("uv")
-    if uv:
-        # Same interpreter as keel's side, so Python and SQLite versions match.
-        subprocess.run(
-            [uv, "venv", "--clear", "--python", sys.executable, str(MLFLOW_VENV)], check=True
-        )
-        subprocess.run(
-            [uv, "pip", "install", "--python", str(python), f"mlflow=={MLFLOW_VERSION}"],
-            check=True,
-        )
-    else:  # pragma: no cover - uv is the documented way; plain venv + pip as a fallback
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLFLOW_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}"], check=True
-        )
-    found = installed_mlflow_version(python)
-    if found != MLFLOW_VERSION:
-        raise SystemExit(f"expected mlflow {MLFLOW_VERSION} in {MLFLOW_VENV}, found {found}")
-    elapsed = now() - t0
-    log(f"MLflow {MLFLOW_VERSION}: ready in {elapsed:.1f} s")
-    return python, {"path": str(MLFLOW_VENV), "created": True, "setup_seconds": elapsed}
 
 
 def check_keel() -> str | None:
@@ -188,60 +137,27 @@ def raw_copy_speeds(src: Path, scratch: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------- workers
 
 
-def worker_env(tool: str, workdir: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MLFLOW_", "KEEL_")) and k not in ("VIRTUAL_ENV", "PYTHONHOME")
-    }
-    # No network during the benchmark and the same for both tools.
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["DO_NOT_TRACK"] = "true"
-    if tool == "keel":
-        env["KEEL_HOME"] = str(workdir / ".keel")
-    else:
-        env.pop("PYTHONPATH", None)  # keep the project's sources out of MLflow's venv
-    return env
-
-
 def run_worker(
     tool: str, python: Path, workload: str, cfg: Config, artifact_path: Path
 ) -> dict[str, Any]:
-    script = HERE / f"{tool}_worker.py"
-    workdir = Path(tempfile.mkdtemp(prefix=f"keel-bench-{tool}-{workload}-"))
-    req = WorkerRequest(
-        workload=workload,
-        workdir=str(workdir),
-        config=cfg.to_json(),
-        artifact_path=str(artifact_path),
-    )
-    log(f"[{tool}] {workload} ...")
-    t0 = now()
-    try:
-        proc = subprocess.run(
-            [str(python), str(script), req.to_argv()],
-            cwd=workdir,
-            env=worker_env(tool, workdir),
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-            check=False,
+    def argv(workdir: Path) -> str:
+        req = WorkerRequest(
+            workload=workload,
+            workdir=str(workdir),
+            config=cfg.to_json(),
+            artifact_path=str(artifact_path),
         )
-    except subprocess.TimeoutExpired:
-        log(f"[{tool}] {workload} timed out after {WORKER_TIMEOUT_S} s")
-        return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
-    finally:
-        wall = now() - t0
-        shutil.rmtree(workdir, ignore_errors=True)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        log(f"[{tool}] {workload} FAILED (exit {proc.returncode}):\n{tail}")
-        return {"error": f"exit {proc.returncode}: {tail.splitlines()[-1] if tail else ''}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    result["process_wall_seconds"] = wall
-    log(f"[{tool}] {workload} done in {wall:.1f} s")
-    return result
+        return req.to_argv()
+
+    return h.run_worker(
+        python,
+        HERE / f"{tool}_worker.py",
+        argv,
+        tag=f"[{tool}] {workload}",
+        prefix=f"keel-bench-{tool}-{workload}-",
+        timeout_s=WORKER_TIMEOUT_S,
+        env=lambda workdir: h.worker_env(tool, workdir),
+    )
 
 
 # ---------------------------------------------------------------------- checking
@@ -276,14 +192,7 @@ def check_results(results: dict[str, dict[str, Any]], cfg: Config, artifact_sha:
 
 
 @dataclass
-class Row:
-    label: str
-    unit: str
-    mlflow: float | None
-    keel: float | None
-    higher_is_better: bool
-    target: str
-    target_ratio: float | None = None  # keel advantage needed vs MLflow
+class Row(h.Row):
     mlflow_min: float | None = None
     keel_min: float | None = None
     mlflow_missing: str = "failed"  # shown when the value is None
@@ -291,27 +200,19 @@ class Row:
     raw_mb_s: float | None = None  # artifact rows: keel must reach half of this
 
     @property
-    def advantage(self) -> float | None:
-        """> 1 means keel is better (throughput keel/MLflow, latency MLflow/keel)."""
-        if not self.mlflow or not self.keel:
-            return None
-        return self.keel / self.mlflow if self.higher_is_better else self.mlflow / self.keel
-
-    @property
     def met(self) -> bool | None:
         if self.raw_mb_s is not None:
             return None if self.keel is None else self.keel >= self.raw_mb_s / 2
-        if self.target_ratio is None or self.advantage is None:
-            return None
-        return self.advantage >= self.target_ratio
+        return super().met
 
     def met_text(self) -> str:
-        if self.met is None:
-            return "n/a" if self.target != "-" else "-"
-        extra = ""
-        if self.raw_mb_s is not None and self.keel is not None:
-            extra = f" ({self.keel / self.raw_mb_s:.2f}x the limit)"
-        return ("yes" if self.met else "NO") + extra
+        text = super().met_text()
+        if self.met is not None and self.raw_mb_s is not None and self.keel is not None:
+            text += f" ({self.keel / self.raw_mb_s:.2f}x the limit)"
+        return text
+
+    def json_extra(self) -> dict[str, Any]:
+        return {"mlflow_min": self.mlflow_min, "keel_min": self.keel_min}
 
 
 def fmt_value(value: float | None, minimum: float | None = None, missing: str = "failed") -> str:
@@ -323,32 +224,9 @@ def fmt_value(value: float | None, minimum: float | None = None, missing: str = 
     return text
 
 
-def fmt_number(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def fmt_ratio(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
-
-
-def _get(res: dict[str, Any] | None, *path: str) -> float | None:
-    cur: Any = res
-    for part in path:
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return float(cur) if isinstance(cur, int | float) else None
-
-
 def build_rows(results: dict[str, dict[str, Any]], raw: dict[str, Any], cfg: Config) -> list[Row]:
     def value(key: str, *path: str, scale: float = 1.0) -> float | None:
-        found = _get(results.get(key), *path)
+        found = h.lookup(results.get(key), *path)
         return None if found is None else found * scale
 
     def missing(key: str) -> str:
@@ -478,7 +356,7 @@ def row_cells(row: Row) -> list[str]:
         row.unit,
         fmt_value(row.mlflow, row.mlflow_min, row.mlflow_missing),
         fmt_value(row.keel, row.keel_min, row.keel_missing),
-        fmt_ratio(row.advantage),
+        h.fmt_ratio(row.advantage),
         row.target,
         row.met_text(),
     ]
@@ -500,37 +378,11 @@ def notes(raw: dict[str, Any], cfg: Config) -> list[str]:
 
 
 def print_table(rows: list[Row], raw: dict[str, Any], cfg: Config, title: str) -> None:
-    note = "\n".join(notes(raw, cfg))
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(h), *(len(row_cells(r)[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-        print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row_cells(r), widths, strict=True)))
-        print(note)
-        return
-    table = Table(title=title, caption=note, show_lines=False)
-    for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if i in (0, 1, 5) else "right", overflow="fold")
-    for r in rows:
-        cells = row_cells(r)
-        if r.met is False:
-            cells[-1] = f"[bold red]{cells[-1]}[/]"
-        elif r.met:
-            cells[-1] = f"[green]{cells[-1]}[/]"
-        table.add_row(*cells)
-    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+    h.print_table(title, HEADERS, rows, row_cells, notes(raw, cfg))
 
 
 def markdown_table(rows: list[Row], raw: dict[str, Any], cfg: Config) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
-    lines += ["", *(f"- {n}" for n in notes(raw, cfg))]
-    return "\n".join(lines) + "\n"
+    return h.markdown_table(HEADERS, rows, row_cells, notes(raw, cfg))
 
 
 # ------------------------------------------------------------------------ machine
@@ -543,73 +395,11 @@ def _version(results: dict[str, dict[str, Any]], tool: str) -> str | None:
     return None
 
 
-def load_average() -> list[float] | None:
-    """1/5/15-minute load averages (None where the OS has none)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def load_note(start: list[float] | None, end: list[float] | None) -> str:
-    if start is None or end is None:
-        return ""
-    text = f"Load average (1 min) at start {start[0]:.2f}, at end {end[0]:.2f}"
-    cpus = os.cpu_count() or 1
-    # The benchmark itself keeps about one CPU busy, which the end figure includes.
-    if start[0] > cpus / 2 or end[0] > cpus / 2 + 1:
-        text += f" on {cpus} CPUs: other work was running, numbers are noisier than usual"
-    return text + "."
-
-
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": sys.version.split()[0],
-        "python_executable": sys.executable,
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            models = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        info["cpu_model"] = models[0] if models else None
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            total_kb = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1])
-        info["memory_gib"] = round(total_kb / 2**20, 1)
-        tmp = os.path.realpath(tempfile.gettempdir())
-        with open("/proc/mounts", encoding="utf-8") as fh:
-            mounts = [ln.split()[:3] for ln in fh]
-        best = max(
-            (mt for mt in mounts if tmp == mt[1] or tmp.startswith(mt[1].rstrip("/") + "/")),
-            key=lambda mt: len(mt[1]),
-        )
-        info["tmp_dir"] = tmp
-        info["tmp_filesystem"] = f"{best[2]} ({best[0]} on {best[1]})"
-    except (OSError, StopIteration, ValueError, IndexError):
-        pass
-    return info
-
-
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny workloads for a smoke test (numbers meaningless; results.json not written)",
-    )
-    parser.add_argument(
-        "--tools",
-        default="mlflow,keel",
-        help="comma-separated subset of mlflow,keel to run (default: both)",
-    )
-    parser.add_argument("--output", type=Path, help=f"results file (default {RESULTS_PATH})")
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser = h.parser(__doc__, RESULTS_PATH)
     args = parser.parse_args(argv)
 
     cfg = QUICK if args.quick else Config()
@@ -685,28 +475,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": load_end},
         "raw_copy": raw,
         "results": results,
-        "rows": [
-            {
-                "workload": r.label,
-                "unit": r.unit,
-                "mlflow": r.mlflow,
-                "keel": r.keel,
-                "mlflow_min": r.mlflow_min,
-                "keel_min": r.keel_min,
-                "keel_advantage": r.advantage,
-                "target": r.target,
-                "met": r.met,
-            }
-            for r in rows
-        ],
+        "rows": [r.to_json() for r in rows],
         "correctness_failures": failures,
     }
-    if output:
-        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        log(f"wrote {output}")
-    if args.markdown:
-        args.markdown.write_text(markdown_table(rows, raw, cfg), encoding="utf-8")
-        log(f"wrote {args.markdown}")
+    h.write_outputs(report, output, args.markdown, markdown_table(rows, raw, cfg))
     return 1 if failures else 0
 
 

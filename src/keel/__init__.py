@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from keel import data as data
     from keel.config import Settings, load_settings
     from keel.entities import (
         ArtifactInfo,
@@ -86,6 +87,7 @@ _LAZY = {
     "RegisteredModel": "keel.entities",
     "PermissionDeniedError": "keel.exceptions",
 }
+_SUBPACKAGES = {"data"}
 _ERRORS = {
     "AlreadyExistsError",
     "BackendUnavailableError",
@@ -109,6 +111,8 @@ def lineage(obj: Any, direction: str = "up", depth: int = 10) -> Any:
 def __getattr__(name: str) -> Any:
     import importlib
 
+    if name in _SUBPACKAGES:  # keel.data ...: imported on first attribute access
+        return importlib.import_module(f"keel.{name}")
     if name in _ERRORS:
         module = "keel.exceptions"
     elif name in _LAZY:

@@ -41,7 +41,10 @@ class Settings:
             bytes (blob uploads are streamed and not limited by it).
         auth: access control of ``keel server``: off (a local, trusted setup) or on
             (every request needs an API token; roles decide what it may do).
+        ui_session_ttl: seconds a web UI login lasts (with auth on) before it must log in again.
         tracking_token: API token the client sends to ``tracking_uri``.
+        data_remote: where ``keel data push``/``pull`` exchange dataset blobs when
+            ``--remote`` is not given: a folder, ``file://`` or ``s3://bucket/prefix``.
         sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
     """
 
@@ -57,7 +60,9 @@ class Settings:
     tracking_uri: str | None = None
     max_request_size: int = 64 * 1024 * 1024
     auth: bool = False
+    ui_session_ttl: float = 12 * 3600.0
     tracking_token: str | None = field(default=None, repr=False)
+    data_remote: str | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -86,9 +91,11 @@ _ENV = {
     "tracking_uri": "KEEL_TRACKING_URI",
     "max_request_size": "KEEL_MAX_REQUEST_SIZE",
     "auth": "KEEL_AUTH",
+    "ui_session_ttl": "KEEL_UI_SESSION_TTL",
     "tracking_token": "KEEL_TRACKING_TOKEN",
+    "data_remote": "KEEL_DATA_REMOTE",
 }
-_FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval"}
+_FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval", "ui_session_ttl"}
 _INTS = {"max_request_size"}
 
 

@@ -85,11 +85,11 @@ def main() -> None:
 
     # a sweep: final auc of sweep-i is 0.6 + 0.005 i (sweep-59 is best), 20 steps each
     for i in range(SWEEP):
-        run = client.create_run(
+        made = client.create_run(
             "churn", name=f"sweep-{i:02d}", tags={"team": "growth" if i % 2 else "risk"}
         )
         client.log_params(
-            run.run_id,
+            made.run_id,
             {"model": ("rf", "xgb", "lgbm")[i % 3], "lr": f"{0.01 * (1 + i % 4):.2f}",
              "depth": str(3 + i % 5)},
         )  # fmt: skip
@@ -100,8 +100,8 @@ def main() -> None:
             points.append(Metric("auc", 0.5 + (final - 0.5) * shape / (1 - math.exp(-5)), step))
             points.append(Metric("loss", 1.2 - 0.6 * shape - 0.002 * i, step))
         points.append(Metric("auc", final, 20))
-        client.log_batch(run.run_id, metrics=points)
-        client.end_run(run.run_id)
+        client.log_batch(made.run_id, metrics=points)
+        client.end_run(made.run_id)
 
     X = pd.DataFrame({"tenure": [1.0, 5, 9, 2, 7, 3, 8, 4], "spend": [9.0, 3, 1, 8, 2, 7, 1, 6]})
     private, _ = generate_signing_key()

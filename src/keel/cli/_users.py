@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keel.cli import _format as fmt
 from keel.cli._models import console, print_json, say, table
 from keel.exceptions import ConfigError
-from keel.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from keel.store.sql import SqlStore
 
 __all__ = ["users_app"]
 
@@ -32,6 +34,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 def _store() -> Iterator[tuple[SqlStore, str]]:
     """The configured SQL store and the acting user (KEEL_USER)."""
     from keel.cli.main import _client
+    from keel.store.sql import SqlStore
 
     with _client() as client:
         if client.settings.tracking_uri:

@@ -28,6 +28,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from keel.cli import _format as fmt
+from keel.cli._data import data_app
 from keel.cli._governance import audit_app, lineage_cmd
 from keel.cli._import import import_app
 from keel.cli._models import models_app
@@ -129,6 +130,7 @@ app.command("lineage", rich_help_panel="Model registry")(lineage_cmd)
 app.add_typer(audit_app, name="audit", rich_help_panel="Model registry")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users", rich_help_panel="Access control")
+app.add_typer(data_app, name="data")
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -1027,6 +1029,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     Errors are reported by the root group (:meth:`_KeelGroup.invoke`), so the app
     behaves the same under ``typer.testing.CliRunner``.
     """
+    import sys
+
+    from keel.cli._data import fast_path
+
+    if fast_path(sys.argv[1:] if argv is None else argv):  # keel data status: no Typer
+        return
     app(args=list(argv) if argv is not None else None, prog_name="keel")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -53,10 +54,14 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     return hasher.hexdigest()
 
 
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+
 def check_digest(digest: str) -> str:
     """Validate the shape of a digest before it is used to build a path or key."""
-    if len(digest) != DIGEST_LEN or any(c not in "0123456789abcdef" for c in digest):
-        raise InvalidSpecError(f"{digest!r} is not a blob digest (64 lowercase hex digits).")
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        shown = repr(digest) if len(repr(digest)) <= 80 else repr(digest)[:77] + "..."
+        raise InvalidSpecError(f"{shown} is not a blob digest (64 lowercase hex digits).")
     return digest
 
 
@@ -187,6 +192,38 @@ class ObjectStore(ABC):
             return [self.put_file(p) for p in paths]
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(self.put_file, paths))
+
+    def ingest(self, path: str | os.PathLike[str], digest: str, *, link: bool = False) -> bool:
+        """Store a file whose digest the caller computed; True if it was not stored yet.
+
+        What is stored is re-hashed, so a file that changed since it was hashed raises
+        :class:`InvalidSpecError` and nothing is stored. Durability may be deferred to
+        :meth:`sync` (one flush for a whole batch). ``link`` lets stores on the same
+        filesystem hard-link the file instead of copying it.
+        """
+        if self._exists(check_digest(digest)):
+            return False
+        # hashed before storing: a blob stored under its real digest must never be
+        # deleted here (it may be another version's)
+        if hash_file(path) != digest or self.put_file(path).digest != digest:
+            raise InvalidSpecError(
+                f"{path} changed after it was hashed; nothing was stored. Retry once the file "
+                "is no longer being written.",
+                path=str(path),
+            )
+        return True
+
+    def sync(self) -> None:  # noqa: B027 - a no-op by default, not abstract
+        """Make every blob stored so far durable (a no-op where writes already are)."""
+
+    def exists_many(self, digests: Iterable[str]) -> set[str]:
+        """The subset of ``digests`` that is stored (checked in parallel)."""
+        wanted = sorted({check_digest(d) for d in digests})
+        if len(wanted) <= 1:
+            return {d for d in wanted if self._exists(d)}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            flags = list(pool.map(self._exists, wanted))
+        return {d for d, ok in zip(wanted, flags, strict=True) if ok}
 
     def get_bytes(self, digest: str) -> bytes:
         """Read a whole blob into memory, verified."""

@@ -209,9 +209,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(authorize)]  # a no-op with auth off
     for router in [*routes.routers, *mlflow.routers]:
         app.include_router(router, dependencies=guarded)
-    if not settings.auth:  # the web UI acts as KEEL_USER: only without access control
-        for router in ui.routers:
-            app.include_router(router)
+    # the web UI acts as KEEL_USER with auth off; with auth on as the user logged in to it
+    for router in ui.routers:
+        app.include_router(router, dependencies=[Depends(ui.guard)])
+
+    @app.exception_handler(ui.UiRefusalError)
+    async def _ui_refusal(_: Request, err: ui.UiRefusalError) -> Response:
+        return err.response
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

@@ -33,6 +33,8 @@ __all__ = [
     "artifacts",
     "audit_events",
     "audit_head",
+    "dataset_versions",
+    "datasets",
     "experiment_tags",
     "experiments",
     "latest_metrics",
@@ -348,4 +350,37 @@ api_tokens = Table(
     Column("revoked_at", BigInteger),
     Column("last_used_at", BigInteger),
     Index(None, "user"),
+)
+
+# -- data versioning (migration 0004) -----------------------------------------------------
+
+#: A named dataset; where its files live on a disk is local state, not metadata.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: One immutable version: a manifest blob (files) or a Parquet blob plus JSON blobs (table).
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dataset_id", BigId, ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # files | table
+    Column("manifest_digest", String(64), nullable=False),
+    Column("file_count", BigInteger, nullable=False),
+    Column("total_bytes", BigInteger, nullable=False),
+    Column("run_id", String(32)),
+    Column("message", Text),
+    Column("extra", Text, nullable=False),  # JSON: e.g. schema/profile blob digests
+    Column("created_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "dataset_id", "version", unique=True),
+    Index(None, "manifest_digest"),
 )

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -39,13 +39,22 @@ from keel.store._filter import Node, OrderBy
 
 if TYPE_CHECKING:
     from keel.store._auth import SqlAuth
+    from keel.store._data import SqlData
     from keel.store._registry import SqlRegistry
-from keel.store.base import MetricPoint, Store, ViewType, now_ms
+from keel.store.base import (
+    MAX_RESULTS_LIMIT,
+    MetricPoint,
+    Store,
+    ViewType,
+    _parse,
+    _view,
+    now_ms,
+)
 
-__all__ = ["HEAD_REVISION", "SqlStore", "normalize_url"]
+__all__ = ["HEAD_REVISION", "RunRows", "SqlStore", "normalize_url"]
 
 #: The newest Alembic revision; tests check it matches the migration scripts.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
 _LOAD_RUNS = (
@@ -56,11 +65,31 @@ _LOAD_RUNS = (
 _LOAD_PARAMS = "SELECT run_pk, key, value FROM params WHERE run_pk IN ({marks})"
 _LOAD_TAGS = "SELECT run_pk, key, value FROM tags WHERE run_pk IN ({marks})"
 _LOAD_LATEST = "SELECT run_pk, key_id, value FROM latest_metrics WHERE run_pk IN ({marks})"
+_LOAD_LATEST_NAMED = (
+    "SELECT l.run_pk, k.name, l.value FROM latest_metrics l "
+    "JOIN metric_keys k ON k.id = l.key_id WHERE l.run_pk IN ({marks})"
+)
 _COLS = "(run_pk, key_id, step, ts, value)"
 _INSERT_POINTS = {
     "sqlite": f"INSERT OR IGNORE INTO metrics {_COLS} VALUES (?, ?, ?, ?, ?)",
     "postgresql": f"INSERT INTO metrics {_COLS} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
 }
+
+
+class RunRows(NamedTuple):
+    """Runs as rows of their tables, for serialising thousands of runs without Run objects.
+
+    Returned by :meth:`SqlStore.search_run_rows`. ``runs`` holds one tuple per run,
+    in search order: ``(pk, run_id, experiment_id, name, status, start_time, end_time,
+    lifecycle_stage, user, description, failure, environment_digest, parent_run_id)``;
+    the other lists hold ``(pk, key, value)`` rows in no particular order. A NaN
+    metric value is ``None``.
+    """
+
+    runs: list[tuple[Any, ...]]
+    params: list[tuple[int, str, str]]
+    tags: list[tuple[int, str, str]]
+    metrics: list[tuple[int, str, float | None]]
 
 
 def normalize_url(url: str) -> str:
@@ -163,6 +192,13 @@ class SqlStore(Store):
         from keel.store._auth import SqlAuth
 
         return SqlAuth(self)
+
+    @property
+    def data(self) -> SqlData:
+        """Dataset versions sharing this store's engine."""
+        from keel.store._data import SqlData
+
+        return SqlData(self)
 
     @property
     def registry(self) -> SqlRegistry:
@@ -477,26 +513,16 @@ class SqlStore(Store):
         params: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         metrics: dict[int, dict[str, float]] = {pk: {} for pk in pks}
-        mark = "?" if self.dialect == "sqlite" else "%s"
-        cursor = conn.connection.cursor()  # the DBAPI cursor, inside our transaction
-        for i in range(0, len(pks), _CHUNK):
-            chunk = tuple(pks[i : i + _CHUNK])
-            marks = ", ".join([mark] * len(chunk))
-
-            def fetch(sql: str, chunk: tuple[int, ...] = chunk, marks: str = marks) -> Any:
-                cursor.execute(sql.format(marks=marks), chunk)
-                return cursor.fetchall()
-
-            for row in fetch(_LOAD_RUNS):
-                base[row[0]] = row
-            for pk, key, value in fetch(_LOAD_PARAMS):
-                params[pk][key] = value
-            for pk, key, value in fetch(_LOAD_TAGS):
-                tags[pk][key] = value
-            latest = fetch(_LOAD_LATEST)
-            names = self._metric_names(conn, {row[1] for row in latest})
-            for pk, key_id, value in latest:
-                metrics[pk][names[key_id]] = math.nan if value is None else value
+        for row in self._fetch_by_pks(conn, _LOAD_RUNS, pks):
+            base[row[0]] = row
+        for pk, key, value in self._fetch_by_pks(conn, _LOAD_PARAMS, pks):
+            params[pk][key] = value
+        for pk, key, value in self._fetch_by_pks(conn, _LOAD_TAGS, pks):
+            tags[pk][key] = value
+        latest = self._fetch_by_pks(conn, _LOAD_LATEST, pks)
+        names = self._metric_names(conn, {row[1] for row in latest})
+        for pk, key_id, value in latest:
+            metrics[pk][names[key_id]] = math.nan if value is None else value
         out = []
         for pk in pks:
             (
@@ -534,6 +560,17 @@ class SqlStore(Store):
                 )
             )
         return out
+
+    def _fetch_by_pks(self, conn: Connection, sql: str, pks: Sequence[int]) -> list[Any]:
+        """Rows of ``sql`` (with ``IN ({marks})``) for ``pks``, in chunks, as plain tuples."""
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        cursor = conn.connection.cursor()  # the DBAPI cursor, inside our transaction
+        rows: list[Any] = []
+        for i in range(0, len(pks), _CHUNK):
+            chunk = tuple(pks[i : i + _CHUNK])
+            cursor.execute(sql.format(marks=", ".join([mark] * len(chunk))), chunk)
+            rows += cursor.fetchall()
+        return rows
 
     def _set_status(
         self, run_id: str, status: RunStatus, end_time: int | None, failure: str | None
@@ -756,30 +793,81 @@ class SqlStore(Store):
         page_token: str | None,
         view: ViewType,
     ) -> tuple[list[Run], str | None]:
+        self._maybe_reap()
+        with self._tx(write=False) as conn:
+            pks, token = self._search_pks(
+                conn, experiment_ids, node, order, max_results, page_token, view
+            )
+            runs = self._load_runs(conn, pks)
+        return runs, token
+
+    def _search_pks(
+        self,
+        conn: Connection,
+        experiment_ids: list[str],
+        node: Node | None,
+        order: list[OrderBy],
+        max_results: int,
+        page_token: str | None,
+        view: ViewType,
+    ) -> tuple[list[int], str | None]:
+        """The pks of one page of matching runs, in order, and the next page's token."""
         from keel.store._search_sql import compile_search
 
-        self._maybe_reap()
         offset = _decode_token(page_token)
         exp_pks = [self._exp_pk(e) for e in experiment_ids]
-        with self._tx(write=False) as conn:
-            wanted = _metric_keys_of(node, order)
-            if not wanted <= self._key_ids.keys():  # a key created since we last looked
-                self._metric_names(conn, reload=True)
-            ids = tuple((k, self._key_ids.get(k)) for k in sorted(wanted))
-            cache_key = (tuple(exp_pks), node, tuple(order), view, ids)
-            query = self._queries.get(cache_key)
-            if query is None:  # statement construction is ~10% of a small search
-                if len(self._queries) > 256:
-                    self._queries.clear()
-                query = self._queries[cache_key] = compile_search(
-                    exp_pks, node, order, view, dict(self._key_ids)
-                )
-            pks = [int(row[0]) for row in conn.execute(query.limit(max_results + 1).offset(offset))]
-            more = len(pks) > max_results
-            pks = pks[:max_results]
-            runs = self._load_runs(conn, pks)
+        wanted = _metric_keys_of(node, order)
+        if not wanted <= self._key_ids.keys():  # a key created since we last looked
+            self._metric_names(conn, reload=True)
+        ids = tuple((k, self._key_ids.get(k)) for k in sorted(wanted))
+        cache_key = (tuple(exp_pks), node, tuple(order), view, ids)
+        query = self._queries.get(cache_key)
+        if query is None:  # statement construction is ~10% of a small search
+            if len(self._queries) > 256:
+                self._queries.clear()
+            query = self._queries[cache_key] = compile_search(
+                exp_pks, node, order, view, dict(self._key_ids)
+            )
+        pks = [int(row[0]) for row in conn.execute(query.limit(max_results + 1).offset(offset))]
+        more = len(pks) > max_results
         token = _encode_token(offset + max_results) if more else None
-        return runs, token
+        return pks[:max_results], token
+
+    def search_run_rows(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        view: str = "active",
+    ) -> tuple[RunRows, str | None]:
+        """:meth:`search_runs`, with the runs as :class:`RunRows` instead of ``Run`` objects.
+
+        Same filter, order, paging and errors; for servers that turn thousands of
+        runs straight into JSON (the MLflow API's search), where building a ``Run``
+        per row and then a dict from it would double the work.
+        """
+        if not isinstance(max_results, int) or not 0 < max_results <= MAX_RESULTS_LIMIT:
+            raise InvalidSpecError(
+                f"max_results must be an integer between 1 and {MAX_RESULTS_LIMIT}, "
+                f"got {max_results!r}; page through more with page_token."
+            )
+        node, order = _parse(filter, tuple(order_by or ()))
+        self._maybe_reap()
+        with self._tx(write=False) as conn:
+            pks, token = self._search_pks(
+                conn, list(experiment_ids), node, list(order), max_results, page_token, _view(view)
+            )
+            by_pk = {row[0]: row for row in self._fetch_by_pks(conn, _LOAD_RUNS, pks)}
+            rows = RunRows(
+                [by_pk[pk] for pk in pks],
+                self._fetch_by_pks(conn, _LOAD_PARAMS, pks),
+                self._fetch_by_pks(conn, _LOAD_TAGS, pks),
+                self._fetch_by_pks(conn, _LOAD_LATEST_NAMED, pks),
+            )
+        return rows, token
 
     # -- artifacts ------------------------------------------------------------------------------
     def _record_artifacts(self, run_id: str, entries: list[ArtifactInfo]) -> None:

@@ -307,7 +307,7 @@ class Client:
         """Store a dict as JSON (or YAML for .yaml/.yml files, if PyYAML is installed)."""
         if artifact_file.endswith((".yaml", ".yml")):
             try:
-                import yaml  # type: ignore[import-untyped]
+                import yaml
             except ImportError as exc:
                 raise InvalidSpecError("Logging YAML needs PyYAML: pip install pyyaml.") from exc
             text = yaml.safe_dump(dict(data), sort_keys=False)

@@ -38,7 +38,7 @@ __all__ = [
     "get",
     "hidden_paths",
     "on_run",
-    "outputs",
+    "outputs_of",
     "search",
     "update",
 ]
@@ -180,11 +180,11 @@ def hidden_paths(run: Run) -> set[str]:
     return {lm.path for lm in on_run(run)}
 
 
-def outputs(run: Run) -> list[dict[str, Any]]:
-    """The run's ``outputs.model_outputs`` (recorded by ``runs/outputs``)."""
+def outputs_of(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """A run's ``outputs.model_outputs`` (recorded by ``runs/outputs``) from its tags."""
     return [
         {"model_id": key[len(OUTPUT) :], "step": int(value)}
-        for key, value in run.tags.items()
+        for key, value in tags.items()
         if key.startswith(OUTPUT)
     ]
 

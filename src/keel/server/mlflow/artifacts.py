@@ -107,7 +107,7 @@ def list_artifacts(f: Fields = Depends(fields), c: Client = Depends(get_client))
     return {"files": files} if files else {}
 
 
-@router.get("/artifacts/{path:path}")
+@router.get("/artifacts/{path:mlflow_path}")
 def download_artifact(path: str, c: Client = Depends(get_client)) -> StreamingResponse:
     """Stream one file, verified against its hash as it is read."""
     target = resolve(c, path)
@@ -132,7 +132,7 @@ def _store_upload(c: Client, path: str, spool: Any) -> None:
     write_to_run(c, run_id, lambda: c.store.record_artifacts(run_id, [info]))
 
 
-@router.put("/artifacts/{path:path}")
+@router.put("/artifacts/{path:mlflow_path}")
 async def upload_artifact(
     path: str, request: Request, c: Client = Depends(get_client)
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from keel.entities import Experiment, Metric, Run, RunStatus
 from keel.server.mlflow import _logged
@@ -24,18 +24,22 @@ from keel.server.mlflow._common import (
     default_experiment,
     experiment_id,
     fields,
+    gc_paused,
     get_client,
+    json_response,
     num,
     page,
     pairs,
     run_id_of,
+    sql_store,
     write_to_run,
 )
 from keel.server.mlflow._errors import MlflowError, MlflowRoute
 from keel.server.mlflow._filters import matches, parse, run_filter, run_order, sort
+from keel.store.sql import RunRows
 from keel.tracking.client import Client
 
-__all__ = ["experiment_json", "router", "run_json"]
+__all__ = ["experiment_json", "router", "run_json", "runs_json"]
 
 router = APIRouter(route_class=MlflowRoute)
 
@@ -75,40 +79,120 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
 
 
 def _run_info(run: Run) -> dict[str, Any]:
+    return _info(
+        run.run_id,
+        run.experiment_id,
+        run.name,
+        str(run.status),
+        run.start_time,
+        run.end_time,
+        run.lifecycle_stage,
+        run.user,
+    )
+
+
+def _info(
+    run_id: str,
+    exp_id: str,
+    name: str,
+    status: str,
+    start: int,
+    end: int | None,
+    stage: str,
+    user: str | None,
+) -> dict[str, Any]:
+    """The ``RunInfo`` message (fields without a value left out, as proto3 JSON does)."""
     info = {
-        "run_id": run.run_id,
-        "run_uuid": run.run_id,
-        "run_name": run.name,
-        "experiment_id": run.experiment_id,
-        "user_id": run.user or "",
-        "status": str(run.status),
-        "start_time": run.start_time,
-        "end_time": run.end_time,
-        "artifact_uri": artifact_root(run.experiment_id, run.run_id),
-        "lifecycle_stage": run.lifecycle_stage,
+        "run_id": run_id,
+        "run_uuid": run_id,
+        "run_name": name,
+        "experiment_id": exp_id,
+        "user_id": user or "",
+        "status": status,
+        "start_time": start,
+        "artifact_uri": artifact_root(exp_id, run_id),
+        "lifecycle_stage": stage,
     }
-    return {k: val for k, val in info.items() if val is not None}
+    if end is not None:
+        info["end_time"] = end
+    return info
+
+
+def _metric(key: str, value: float | None) -> dict[str, Any]:
+    """A latest value as MLflow's ``Metric`` (None is NaN, as stored).
+
+    Step and timestamp are left out: keel keeps neither for the latest values, and
+    the proto default (0) is what MLflow clients read for an absent field. A
+    third fewer fields makes a search of thousands of runs parse faster.
+    """
+    if value is None:
+        return {"key": key, "value": "NaN"}
+    # value - value is 0.0 for finite floats, NaN for NaN and the infinities
+    return {"key": key, "value": value if value - value == 0 else num(value)}
+
+
+def _run_message(
+    info: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    params: list[dict[str, str]],
+    tags: dict[str, str],
+    name: str,
+    user: str | None,
+    parent: str | None,
+    description: str | None,
+) -> dict[str, Any]:
+    """The ``Run`` message: keel's name, user, parent and description as MLflow's tags."""
+    merged = {_NAME_TAG: name}
+    if user:
+        merged[_USER_TAG] = user
+    if parent:
+        merged[_PARENT_TAG] = parent
+    if description:
+        merged[_NOTE_TAG] = description
+    merged.update(tags)
+    return {
+        "info": info,
+        "data": {"metrics": metrics, "params": params, "tags": pairs(merged)},
+        "inputs": {},
+        "outputs": {"model_outputs": _logged.outputs_of(tags)},
+    }
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    """The ``Run`` message: keel's name, user, parent and description as MLflow's tags."""
-    tags = {_NAME_TAG: run.name}
-    if run.user:
-        tags[_USER_TAG] = run.user
-    if run.parent_run_id:
-        tags[_PARENT_TAG] = run.parent_run_id
-    if run.description:
-        tags[_NOTE_TAG] = run.description
-    tags.update(run.tags)
-    metrics = [
-        {"key": k, "value": num(val), "timestamp": 0, "step": 0} for k, val in run.metrics.items()
-    ]
-    return {
-        "info": _run_info(run),
-        "data": {"metrics": metrics, "params": pairs(run.params), "tags": pairs(tags)},
-        "inputs": {},
-        "outputs": {"model_outputs": _logged.outputs(run)},
-    }
+    """The ``Run`` message of a keel run."""
+    return _run_message(
+        _run_info(run),
+        [_metric(k, val) for k, val in run.metrics.items()],
+        pairs(run.params),
+        run.tags,
+        run.name,
+        run.user,
+        run.parent_run_id,
+        run.description,
+    )
+
+
+def runs_json(rows: RunRows) -> list[dict[str, Any]]:
+    """``Run`` messages straight from a search's rows: the same JSON as :func:`run_json`.
+
+    Skipping the ``Run`` objects roughly halves the server's work for a page of
+    1,000 runs (see benchmarks/server/profile_search_all.txt).
+    """
+    params: dict[int, list[dict[str, str]]] = {row[0]: [] for row in rows.runs}
+    metrics: dict[int, list[dict[str, Any]]] = {row[0]: [] for row in rows.runs}
+    tags: dict[int, dict[str, str]] = {row[0]: {} for row in rows.runs}
+    for pk, key, value in rows.params:
+        if not key.startswith(INTERNAL):
+            params[pk].append({"key": key, "value": value})
+    for pk, key, number in rows.metrics:
+        metrics[pk].append(_metric(key, number))
+    for pk, key, value in rows.tags:
+        tags[pk][key] = value
+    out = []
+    for pk, run_id, exp_id, name, status, start, end, stage, user, desc, _, _, parent in rows.runs:
+        info = _info(run_id, str(exp_id), name, status, start, end, stage, user)
+        out.append(_run_message(info, metrics[pk], params[pk], tags[pk], name, user, parent, desc))
+    return out
 
 
 def _number(value: Any, what: str) -> float:
@@ -288,8 +372,8 @@ def get_run(f: Fields = F, c: Client = C) -> dict[str, Any]:
     return {"run": run_json(c.store.get_run(_run_id(f)))}
 
 
-@router.post("/runs/search")
-def search_runs(f: Fields = F, c: Client = C) -> dict[str, Any]:
+@router.post("/runs/search", response_model=None)
+def search_runs(request: Request, f: Fields = F, c: Client = C) -> dict[str, Any] | Response:
     """Search runs with keel's store (MLflow's filter is translated, see _filters)."""
     ids: list[str] = []
     for value in f.items("experiment_ids"):
@@ -303,18 +387,19 @@ def search_runs(f: Fields = F, c: Client = C) -> dict[str, Any]:
         return {}
     hide = f"tags.`{_logged.CARRIER}` is null"  # runs created only to hold a logged model
     flt = run_filter(f.text("filter"))
-    runs, token = c.store.search_runs(
-        ids,
-        filter=f"({flt}) and {hide}" if flt else hide,
-        order_by=run_order([str(o) for o in f.items("order_by")]),
-        max_results=f.integer("max_results", 1000) or 1000,
-        page_token=f.text("page_token") or None,
-        view=_view(f.text("run_view_type")),
-    )
-    out: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
-    if token:
-        out["next_page_token"] = token
-    return out
+    with gc_paused():
+        rows, token = sql_store(c).search_run_rows(
+            ids,
+            filter=f"({flt}) and {hide}" if flt else hide,
+            order_by=run_order([str(o) for o in f.items("order_by")]),
+            max_results=f.integer("max_results", 1000) or 1000,
+            page_token=f.text("page_token") or None,
+            view=_view(f.text("run_view_type")),
+        )
+        out: dict[str, Any] = {"runs": runs_json(rows)}
+        if token:
+            out["next_page_token"] = token
+        return json_response(request, out)
 
 
 @router.post("/runs/log-metric")

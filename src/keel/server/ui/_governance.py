@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -25,8 +24,10 @@ from keel.server.ui._render import (
     node_href,
     registry_of,
     render,
+    same_origin,
     url,
 )
+from keel.server.ui._session import may_read
 
 __all__ = ["router"]
 
@@ -101,7 +102,7 @@ _DONE = {"approve": "approved", "reject": "rejected"}
 
 def _approvals(request: Request, *, error: str = "", status: int = 200) -> Response:
     reg = registry_of(request)
-    pending = reg.pending()
+    pending = [p for p in reg.pending() if may_read(request, f"model:{p.name}")]
     stages: dict[tuple[str, int], str] = {}
     for p in pending:
         key = (p.name, p.version)
@@ -129,23 +130,13 @@ def approvals(request: Request) -> Response:
     return _approvals(request)
 
 
-def _same_origin(request: Request) -> bool:
-    """Refuse cross-site form posts (the UI has no login, so no CSRF token either)."""
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("Host", "")
-
-
 @router.post("/ui/approvals/{req_id}/{decision}")
 @html_errors
 def vote(request: Request, req_id: int, decision: str, comment: str = Form(default="")) -> Response:
-    """Approve or reject a request as the server's configured user."""
+    """Approve or reject a request as the logged-in user (auth on) or KEEL_USER."""
     if decision not in _DONE:
         return error_page(request, 404, "Not found", f"Unknown decision {decision!r}.")
-    if not _same_origin(request):
+    if not same_origin(request):
         return error_page(request, 403, "Forbidden", "Cross-site form posts are refused.")
     reg = registry_of(request)
     try:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -33,6 +33,7 @@ __all__ = [
     "registry_of",
     "render",
     "router",
+    "same_origin",
     "url",
 ]
 
@@ -208,12 +209,18 @@ def environment() -> jinja2.Environment:
 
 # -- requests -----------------------------------------------------------------------------------
 def client_of(request: Request) -> Client:
-    """The server's tracking client."""
-    return request.app.state.client  # type: ignore[no-any-return]
+    """The server's tracking client, acting as the logged-in user (auth on) or KEEL_USER."""
+    client: Client = request.app.state.client
+    user: str | None = getattr(request.state, "user", None)
+    if user is None:
+        return client
+    from keel.server.deps import as_actor
+
+    return as_actor(client, user)
 
 
 def registry_of(request: Request) -> Registry:
-    """The registry of the server's client (acting as the configured user)."""
+    """The registry of :func:`client_of` (acting as the same user)."""
     from keel.registry import Registry
 
     return Registry(client_of(request))
@@ -238,13 +245,17 @@ def render(
 ) -> HTMLResponse:
     """Render a template into an HTML response (with the page's security headers)."""
     settings = getattr(request.app.state, "settings", None)
+    user = getattr(request.state, "user", None) or getattr(settings, "user", "")
     body = (
         environment()
         .get_template(template)
         .render(
             request=request,
             section=section,
-            user=getattr(settings, "user", ""),
+            user=user,
+            auth=bool(getattr(settings, "auth", False)),
+            logged_in=getattr(request.state, "user", None) is not None,
+            csrf=getattr(request.state, "csrf", ""),
             **context,
         )
     )
@@ -265,6 +276,16 @@ def error_page(request: Request, status: int, title: str, message: str) -> HTMLR
     return render(
         request, template, {"status": status, "title": title, "message": message}, status=status
     )
+
+
+def same_origin(request: Request) -> bool:
+    """False for a cross-site request (by ``Sec-Fetch-Site`` or an ``Origin`` of another host)."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("Host", "")
 
 
 P = ParamSpec("P")

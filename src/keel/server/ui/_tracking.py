@@ -22,6 +22,7 @@ from keel.server.ui._render import (
     render,
     url,
 )
+from keel.server.ui._session import may_read
 
 if TYPE_CHECKING:
     from keel.entities import Run
@@ -80,6 +81,8 @@ def experiments(request: Request) -> Response:
     stats = _experiment_stats(client)
     rows = []
     for exp in client.list_experiments():
+        if not may_read(request, f"experiment:{exp.experiment_id}"):
+            continue
         count, last = stats.get(exp.experiment_id, (0, None))
         rows.append((last or exp.created_at, {"exp": exp, "runs": count, "last": last}))
     rows.sort(key=lambda row: -row[0])
