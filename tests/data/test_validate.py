@@ -256,27 +256,35 @@ def test_datetime_range() -> None:
 
 
 # -- streaming ----------------------------------------------------------------------------
+@pytest.mark.parametrize("row_group", [7_000, 60_000])
 def test_parquet_bigger_than_a_batch_is_streamed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row_group: int
 ) -> None:
-    """Counts and row numbers are exact across batch boundaries, batches stay small."""
+    """Counts and row numbers are exact across batch and row-group boundaries; memory
+    holds one row group (small groups) or one batch (groups bigger than two batches)."""
     rows = 60_000
     x = np.zeros(rows)
     bad_rows = [0, 9_999, 10_000, 45_123, 59_999]
     x[bad_rows] = 99.0
     path = tmp_path / "big.parquet"
-    pq.write_table(pa.table({"x": x}), path, row_group_size=7_000)
+    pq.write_table(pa.table({"x": x}), path, row_group_size=row_group)
     from keel.data import _frames
 
     seen: list[int] = []
-    real = _frames.iter_batches
+    real_batches, real_groups = _frames.iter_batches, _frames.iter_row_groups
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        for batch in real(*args, **kwargs):
+    def spy_batches(*args: Any, **kwargs: Any) -> Any:
+        for batch in real_batches(*args, **kwargs):
             seen.append(batch.num_rows)
             yield batch
 
-    monkeypatch.setattr("keel.data._validate.iter_batches", spy)
+    def spy_groups(*args: Any, **kwargs: Any) -> Any:
+        for start, group in real_groups(*args, **kwargs):
+            seen.append(group.num_rows)
+            yield start, group
+
+    monkeypatch.setattr("keel.data._validate.iter_batches", spy_batches)
+    monkeypatch.setattr("keel.data._frames.iter_row_groups", spy_groups)
     s = Schema(columns=[ColumnSchema("x", min=0.0, max=1.0)])
     (v,) = validate(path, s, batch_rows=10_000).violations
     assert v.count == len(bad_rows)
@@ -456,3 +464,158 @@ def test_inferred_float_bounds_are_readable_and_still_cover_the_reference() -> N
             assert len(Decimal(repr(bound)).normalize().as_tuple().digits) <= 4
     assert _round_out(-3.3899999999999997, up=False) == -3.39
     assert _round_out(75.5912, up=True) == 75.6
+
+
+# -- fast paths: footer statistics, dictionary pages, pandas columns ----------------------
+def _decoded_columns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record, per row group, the columns validation decodes from a Parquet file."""
+    from keel.data import _frames
+
+    asked: list[list[str]] = []
+    real = _frames.iter_row_groups
+
+    def spy(path: Any, columns: Any, **kwargs: Any) -> Any:
+        def record(i: int) -> list[str]:
+            names: list[str] = columns(i)
+            asked.append(names)
+            return names
+
+        return real(path, record, **kwargs)
+
+    monkeypatch.setattr("keel.data._frames.iter_row_groups", spy)
+    return asked
+
+
+def _ints_table(n: int = 3_000) -> pa.Table:
+    return pa.table({"k": np.arange(n, dtype=np.int64) % 100, "x": np.linspace(0, 1, n)})
+
+
+INT_RULES = Schema(
+    columns=[
+        ColumnSchema("k", type="int64", nullable=False, min=0, max=99),
+        ColumnSchema("x", type="double", nullable=False, allow_nan=False, min=0.0, max=1.0),
+    ]
+)
+
+
+def test_statistics_settle_clean_integer_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(_ints_table(), path, row_group_size=1_000)
+    asked = _decoded_columns(monkeypatch)
+    assert validate(path, INT_RULES).ok
+    assert asked == [["x"], ["x"], ["x"]]  # k proven by min/max/null_count; floats decoded
+
+
+def test_statistics_showing_a_violation_decode_that_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    k: list[Any] = (np.arange(3_000, dtype=np.int64) % 100).tolist()
+    k[1_500], k[2_999] = 100, None  # out of range in group 1, a null in group 2
+    path = tmp_path / "t.parquet"
+    pq.write_table(with_column(_ints_table(), "k", k), path, row_group_size=1_000)
+    asked = _decoded_columns(monkeypatch)
+    found = {v.rule: v for v in validate(path, INT_RULES).violations}
+    assert set(found) == {"range", "nullable"}
+    assert found["range"].examples == ({"row": 1_500, "value": 100},)
+    assert [e["row"] for e in found["nullable"].examples] == [2_999]
+    assert asked == [["x"], ["k", "x"], ["k", "x"]]
+
+
+def test_missing_statistics_are_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    k: list[Any] = (np.arange(3_000, dtype=np.int64) % 100).tolist()
+    k[10], k[20] = -1, None
+    path = tmp_path / "t.parquet"
+    pq.write_table(with_column(_ints_table(), "k", k), path, write_statistics=False)
+    asked = _decoded_columns(monkeypatch)
+    found = {v.rule: v for v in validate(path, INT_RULES).violations}
+    assert (found["range"].count, found["nullable"].count) == (1, 1)
+    assert found["range"].examples == ({"row": 10, "value": -1},)
+    assert asked == [["k", "x"]]
+
+
+def test_nan_hidden_from_float_statistics_is_found(tmp_path: Path) -> None:
+    """Parquet min/max leave NaN out: a float column is always decoded."""
+    x = np.linspace(0, 1, 3_000)
+    x[2_500] = np.nan
+    path = tmp_path / "t.parquet"
+    pq.write_table(with_column(_ints_table(), "x", x), path, row_group_size=1_000)
+    stats = pq.ParquetFile(path).metadata.row_group(2).column(1).statistics
+    assert (stats.min, stats.max, stats.null_count) == (x[2_000], 1.0, 0)  # looks clean
+    (v,) = validate(path, INT_RULES).violations
+    assert (v.rule, v.count, v.examples[0]["row"]) == ("allow_nan", 1, 2_500)
+
+
+@pytest.mark.parametrize("dictionary_page", [True, False])
+def test_category_violation_in_a_parquet_page(tmp_path: Path, dictionary_page: bool) -> None:
+    """Strings are read dictionary-encoded; a bad value in one page's dictionary is found,
+    and so is one in a file written without dictionary pages."""
+    cities: list[Any] = (["paris", "rome", "oslo"] * 1_000)[:3_000]
+    cities[2_222] = "berlin"
+    cities[2_223] = None
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table({"city": cities}), path, row_group_size=1_000, use_dictionary=dictionary_page
+    )
+    s = Schema(columns=[ColumnSchema("city", categories=["oslo", "paris", "rome"])])
+    (v,) = validate(path, s).violations
+    assert (v.rule, v.count, v.examples) == ("categories", 1, ({"row": 2_222, "value": "berlin"},))
+    s.columns[0].nullable = False
+    assert {(v.rule, v.count) for v in validate(path, s, batch_rows=400).violations} == {
+        ("categories", 1),
+        ("nullable", 1),
+    }
+
+
+def test_pandas_columns_keep_pandas_semantics() -> None:
+    """NumPy columns are wrapped without copying; NaN still counts as a missing value,
+    inf and out-of-range values are still caught, and odd frames fall back safely."""
+    n = 5_000
+    df = pd.DataFrame(
+        {
+            "f": np.linspace(0.0, 1.0, n),
+            "g": np.linspace(0.0, 1.0, n),
+            "i": np.arange(n, dtype=np.int64),
+            "s": pd.Series(["a", "b"] * (n // 2), dtype="str"),
+        }
+    )
+    df.loc[[7, 4_000], "f"] = np.nan
+    df.loc[9, "g"] = np.inf
+    df.loc[3, "i"] = -5
+    s = Schema(
+        columns=[
+            ColumnSchema("f", type="double", nullable=False, min=0.0, max=1.0),
+            ColumnSchema("g", type="double", allow_inf=False, min=0.0, max=1.0),
+            ColumnSchema("i", type="int64", min=0, unique=True),
+            ColumnSchema("s", type="string", nullable=False, categories=["a"]),
+        ]
+    )
+    found = {(v.column, v.rule): v for v in validate(df, s, batch_rows=1_000).violations}
+    assert set(found) == {
+        ("f", "nullable"),
+        ("g", "allow_inf"),
+        ("i", "range"),
+        ("s", "categories"),
+    }
+    assert [e["row"] for e in found["f", "nullable"].examples] == [7, 4_000]
+    assert found["g", "allow_inf"].examples == ({"row": 9, "value": math.inf},)
+    assert found["i", "range"].examples == ({"row": 3, "value": -5},)
+    assert found["s", "categories"].count == n // 2
+    s.columns[0].nullable = True  # nullable: NaN is an allowed missing value, not a NaN error
+    s.columns[0].allow_nan = False
+    assert not {("f", "nullable"), ("f", "allow_nan")} & rules(validate(df, s))
+    odd = pd.DataFrame({0: [1.0, np.nan]})  # a non-string label: from_pandas' own path
+    (v,) = validate(odd, Schema(columns=[ColumnSchema("0", nullable=False)])).violations
+    assert (v.rule, v.count) == ("nullable", 1)
+
+
+def test_categories_on_plain_strings_count_every_bad_row() -> None:
+    """The distinct-values shortcut never hides a bad row, and nulls are not bad values."""
+    s = Schema(columns=[ColumnSchema("s", categories=["a"])])
+    assert validate({"s": pa.array([None, None], pa.string())}, s).ok
+    (v,) = validate({"s": ["a", None, "b", "b", "a", "c"]}, s).violations
+    assert (v.rule, v.count) == ("categories", 3)
+    assert [e["row"] for e in v.examples] == [2, 3, 5]

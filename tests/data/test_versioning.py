@@ -131,7 +131,16 @@ def test_state_cache_rehashes_only_changed_files(
     counter.calls.clear()
     (report,) = keel.data.status(data)
     assert report.changes.clean and report.hashed == 0 and counter.calls == []
+    saves: list[str] = []
+    real_save = _tree.StateDB.save
+
+    def counting_save(self: _tree.StateDB, st: _tree.TreeState) -> None:
+        saves.append(st.root)
+        real_save(self, st)
+
+    monkeypatch.setattr(_tree.StateDB, "save", counting_save)
     assert keel.data.add(data).version == 1 and counter.calls == []  # a no-op add hashes nothing
+    assert saves == []  # ... and leaves the state file alone
 
     _write(data, {"f007.txt": b"changed!", "f100.txt": b"changed too"})
     os.utime(data / "f100.txt", (OLD + 5, OLD + 5))
@@ -142,6 +151,8 @@ def test_state_cache_rehashes_only_changed_files(
     counter.calls.clear()
     keel.data.status(data)  # status remembered what it hashed
     assert counter.calls == []
+    saves.clear()
+    assert keel.data.add(data).version == 2 and saves == [str(data)]  # a real add saves
 
 
 def test_racily_clean_files_are_not_cached(client: Client, tmp_path: Path) -> None:
@@ -238,11 +249,11 @@ def test_interrupted_checkout_leaves_the_tree_intact(
     real = _api._Placer.place
     placed: list[str] = []
 
-    def failing(self: _api._Placer, digest: str, size: int, mode: int, dest: str) -> None:
+    def failing(self: _api._Placer, digest: str, size: int, mode: int, dest: str) -> os.stat_result:
         if len(placed) >= 5:
             raise OSError(28, "No space left on device")
         placed.append(dest)
-        real(self, digest, size, mode, dest)
+        return real(self, digest, size, mode, dest)
 
     monkeypatch.setattr(_api._Placer, "place", failing)
     with pytest.raises(OSError, match="No space left"):
@@ -253,6 +264,129 @@ def test_interrupted_checkout_leaves_the_tree_intact(
     assert report.version == 2 and report.changes.clean
 
 
+def test_checkout_switch_moves_unchanged_files_and_places_only_changed_ones(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1_files = {f"d{i % 3}/f{i}.txt": f"v1 {i}".encode() for i in range(30)}
+    data = _write(tmp_path / "data", v1_files)
+    keel.data.add(data)
+    changed = {"d0/f0.txt": b"v2 changed", "d1/f1.txt": b"v2 changed too", "new.txt": b"n"}
+    _write(data, changed)
+    (data / "d2/f2.txt").unlink()
+    keel.data.add(data)
+    v2_tree = _tree_of(data)
+    inodes = {rel: (data / rel).stat().st_ino for rel in v2_tree}
+
+    placed: list[str] = []
+    real = _api._Placer.place
+
+    def counting(
+        self: _api._Placer, digest: str, size: int, mode: int, dest: str
+    ) -> os.stat_result:
+        placed.append(Path(dest).name)
+        return real(self, digest, size, mode, dest)
+
+    monkeypatch.setattr(_api._Placer, "place", counting)
+    keel.data.checkout("data@1")
+    assert _tree_of(data) == v1_files  # byte for byte
+    assert sorted(placed) == ["f0.txt", "f1.txt", "f2.txt"]  # only what differs was placed
+    kept = [rel for rel in v1_files if rel not in changed and rel != "d2/f2.txt"]
+    assert all((data / rel).stat().st_ino == inodes[rel] for rel in kept)  # moved, not copied
+    (report,) = keel.data.status(data)
+    assert report.changes.clean and report.version == 1 and report.hashed == 0
+
+    placed.clear()
+    keel.data.checkout("data@2")  # and back: the files of v1 were never written to
+    assert _tree_of(data) == v2_tree and sorted(placed) == ["f0.txt", "f1.txt", "new.txt"]
+    objects = client.objects
+    for digest in objects.list_digests():
+        objects.verify(digest)
+
+    # with --force, an edited file (new size and mtime) is not reused but restored
+    (data / "d0/f3.txt").write_bytes(b"edited")
+    placed.clear()
+    keel.data.checkout("data@1", force=True)
+    assert _tree_of(data) == v1_files and "f3.txt" in placed
+
+
+def test_interrupted_switch_leaves_the_old_tree_and_its_files_intact(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _write(tmp_path / "data", {f"f{i}.txt": f"v1 {i}".encode() for i in range(20)})
+    keel.data.add(data)
+    _write(data, {"f0.txt": b"v2 0", "f1.txt": b"v2 1"})
+    keel.data.add(data)
+    before = _tree_of(data)
+    inodes = {rel: (data / rel).stat().st_ino for rel in before}
+
+    def failing(self: _api._Placer, digest: str, size: int, mode: int, dest: str) -> os.stat_result:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_api._Placer, "place", failing)
+    with pytest.raises(OSError, match="No space left"):
+        keel.data.checkout("data@1")
+    assert _tree_of(data) == before
+    assert {rel: (data / rel).stat().st_ino for rel in before} == inodes
+    assert all((data / rel).stat().st_nlink == 1 for rel in before)  # temp links are gone
+    assert [p.name for p in tmp_path.iterdir() if "keel-tmp" in p.name] == []
+    (report,) = keel.data.status(data)
+    assert report.version == 2 and report.changes.clean and report.hashed == 0
+
+
+def test_checkout_switch_never_reuses_symlinks_or_racy_files(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"linked in")
+    os.utime(outside, (OLD, OLD))
+    data = _write(tmp_path / "data", {"a.txt": b"a1", "b.txt": b"b"})
+    (data / "link.txt").symlink_to(outside)
+    keel.data.add(data)
+    _write(data, {"a.txt": b"a2"})
+    keel.data.add(data)
+    _write(data, {"b.txt": b"B"})
+    keel.data.add(data)
+    _write(data, {"b.txt": b"b"}, old=False)  # v2's content again, but racily clean
+
+    placed: list[str] = []
+    real = _api._Placer.place
+
+    def counting(
+        self: _api._Placer, digest: str, size: int, mode: int, dest: str
+    ) -> os.stat_result:
+        placed.append(Path(dest).name)
+        return real(self, digest, size, mode, dest)
+
+    monkeypatch.setattr(_api._Placer, "place", counting)
+    keel.data.checkout("data@2", force=True)
+    link = data / "link.txt"
+    assert not link.is_symlink() and link.read_bytes() == b"linked in"
+    assert outside.stat().st_nlink == 1  # the outside file was not linked into the tree
+    assert _tree_of(data) == {"a.txt": b"a2", "b.txt": b"b", "link.txt": b"linked in"}
+    assert sorted(placed) == ["b.txt", "link.txt"]  # a.txt moved; the others placed
+
+
+def test_checkout_switch_falls_back_to_placing_when_links_fail(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    v1_files = {f"f{i}.txt": f"v1 {i}".encode() for i in range(10)}
+    data = _write(tmp_path / "data", v1_files)
+    keel.data.add(data)
+    _write(data, {"f0.txt": b"v2"})
+    keel.data.add(data)
+
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    keel.data.checkout("data@1")
+    assert _tree_of(data) == v1_files
+    (report,) = keel.data.status(data)
+    assert report.changes.clean and report.hashed == 0
+
+
 def test_tampered_blob_is_refused(client: Client, tmp_path: Path) -> None:
     data = _write(tmp_path / "data", FILES)
     keel.data.add(data)
@@ -260,10 +394,11 @@ def test_tampered_blob_is_refused(client: Client, tmp_path: Path) -> None:
     keel.data.add(data)
     objects = client.objects
     assert isinstance(objects, LocalObjectStore)
-    digest = _api._manifest(objects, keel.data.get_version("data@1")).entries["sub/b.bin"][0]
+    # a.csv differs between the versions, so the switch must place it from its blob
+    digest = _api._manifest(objects, keel.data.get_version("data@1")).entries["a.csv"][0]
     blob = objects.blob_path(digest)
     blob.chmod(0o644)
-    blob.write_bytes(b"\x01" * 1000)  # same size, different bytes
+    blob.write_bytes(b"x,y\n9,9\n")  # same size, different bytes
     before = _tree_of(data)
     with pytest.raises(IntegrityError, match="corrupted"):
         keel.data.checkout("data@1")
@@ -493,6 +628,35 @@ def test_push_pull_between_machines(
     # checkout of a version not pulled yet fetches from KEEL_DATA_REMOTE itself
     assert _tree_of(keel.data.checkout("data@1", tmp_path / "clone1")) == FILES
     assert keel.data.get_version("data").manifest_digest == v2.manifest_digest
+
+
+def test_push_to_a_folder_refuses_a_corrupted_blob(client: Client, tmp_path: Path) -> None:
+    big = os.urandom(5 * 1024 * 1024)  # above the in-memory size: copied kernel-side
+    data = _write(tmp_path / "data", {**FILES, "big.bin": big})
+    v = keel.data.add(data)
+    objects = client.objects
+    assert isinstance(objects, LocalObjectStore)
+    entries = _api._manifest(objects, v).entries
+    for rel, payload in (("sub/b.bin", b"\x01" * 1000), ("big.bin", big[:-1] + b"!")):
+        remote = tmp_path / f"remote-{rel.replace('/', '-')}"
+        digest = entries[rel][0]
+        blob = objects.blob_path(digest)
+        blob.chmod(0o644)
+        original = blob.read_bytes()
+        blob.write_bytes(payload)  # same size, different bytes
+        with pytest.raises(IntegrityError, match="corrupted"):
+            keel.data.push("data", remote=str(remote))
+        pushed = LocalObjectStore(remote)
+        assert digest not in set(pushed.list_digests())
+        assert v.manifest_digest not in set(pushed.list_digests())  # no version half-pushed
+        assert not list(remote.glob("??/.*.part"))
+        blob.write_bytes(original)
+    report = keel.data.push("data", remote=str(remote))
+    assert report.copied + report.present == len(FILES) + 2
+    pushed = LocalObjectStore(remote)
+    for digest in pushed.list_digests():
+        pushed.verify(digest)
+    assert set(pushed.list_digests()) == {e[0] for e in entries.values()} | {v.manifest_digest}
 
 
 def test_pull_without_remote_or_blobs_is_a_clear_error(

@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import hypothesis.strategies as st
@@ -106,7 +107,8 @@ class Seed:
 
 
 def _seed(http: TestClient) -> Seed:
-    """A few real objects (an experiment, runs with data and artifacts, a registered model)."""
+    """A few real objects (an experiment, runs with data and artifacts, a registered model,
+    a dataset version)."""
     seed = Seed()
     spec = {"flavor": "sklearn", "format": "skops", "unsafe": False}
     with keel.start_run(experiment="fuzz", run_name="r1") as run:
@@ -124,6 +126,10 @@ def _seed(http: TestClient) -> Seed:
     blob = b"fuzz blob"
     digest = hash_bytes(blob)
     http.put(f"/api/v1/blobs/{digest}", content=blob)
+    data_dir = Path("fuzz-data")
+    data_dir.mkdir()
+    (data_dir / "a.txt").write_bytes(blob)
+    dataset = keel.data.add(data_dir, name="fuzz", pointer=False, progress=False)
     mlflow_model = http.post(
         "/api/2.0/mlflow/logged-models",
         json={"experiment_id": exp["experiment_id"], "name": "lm"},
@@ -135,7 +141,8 @@ def _seed(http: TestClient) -> Seed:
     seed.add("run_uuid", run.run_id)
     seed.add("key", "auc", "loss", "lr", "team")
     seed.add("metric_key", "auc")
-    seed.add("digest", digest)
+    seed.add("digest", digest, dataset.manifest_digest)
+    seed.add("manifest_digest", dataset.manifest_digest, digest)
     seed.add("name", "churn", "fuzz")
     seed.add("version", 1)
     seed.add("alias", "prod")

@@ -18,7 +18,7 @@ harmless:
 """
 
 # Per-file work on 20,000 files uses str paths and os functions (cheaper than pathlib).
-# ruff: noqa: PTH101, PTH103, PTH108, PTH116, PTH118, PTH120
+# ruff: noqa: PTH101, PTH103, PTH108, PTH112, PTH116, PTH118, PTH120
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from keel.data._tree import (
     RACY_NS,
     DataManifest,
+    Snapshot,
+    Stat,
     StateDB,
     TreeChanges,
     TreeState,
@@ -58,7 +61,7 @@ from keel.exceptions import (
 
 if TYPE_CHECKING:
     from keel.config import Settings
-    from keel.objects import ObjectStore
+    from keel.objects import LocalObjectStore, ObjectStore
     from keel.store._data import DatasetInfo, DatasetVersion, SqlData
     from keel.tracking.client import Client
 
@@ -119,9 +122,8 @@ def _sql(client: Client) -> SqlData:
     data = getattr(client.store, "data", None)
     if data is None:
         raise BackendUnavailableError(
-            "Dataset versioning needs direct access to the metadata store; it is not "
-            "available through a keel server (KEEL_TRACKING_URI) yet. Set KEEL_STORE_URI "
-            "(and KEEL_ARTIFACT_URI) to the server's database and object store instead."
+            f"The metadata store {type(client.store).__name__} has no dataset storage; use "
+            "a SQL store (KEEL_STORE_URI) or a keel server (KEEL_TRACKING_URI)."
         )
     return data  # type: ignore[no-any-return]
 
@@ -377,16 +379,23 @@ def add(
         )
     if run is not None and not version.created:
         sql.add_edge(f"run:{run.run_id}", version.node, "output")
-    db.save(
-        TreeState(
-            str(root),
-            name,
-            version.version,
-            version.manifest_digest,
-            dict(snap.entries),
-            snap.cache,
-        )
+    same_state = (
+        (state.name, state.version, state.digest)
+        == (name, version.version, version.manifest_digest)
+        and snap.entries == state.base
+        and snap.cache == state.cache
     )
+    if not same_state:  # a no-op re-add leaves the state file as it was
+        db.save(
+            TreeState(
+                str(root),
+                name,
+                version.version,
+                version.manifest_digest,
+                dict(snap.entries),
+                snap.cache,
+            )
+        )
     if pointer:
         write_pointer(root, version)
     return version
@@ -490,11 +499,12 @@ class _Placer:
         # to the checked-out file from corrupting the store, and root ignores them.
         self.hardlink = hasattr(os, "geteuid") and os.geteuid() != 0
 
-    def place(self, digest: str, size: int, mode: int, dest: str) -> None:
+    def place(self, digest: str, size: int, mode: int, dest: str) -> os.stat_result:
+        """Put the verified blob at ``dest`` (a new path); returns the ``stat`` of ``dest``."""
         if self.local is None:
             self.objects.get_file(digest, dest)  # verified, atomic
             Path(dest).chmod(mode)
-            return
+            return os.stat(dest)
         blob = os.fspath(self.local.blob_path(digest))
         how = "copy"
         if self.reflink and self._reflink(blob, dest):
@@ -508,39 +518,44 @@ class _Placer:
             except OSError:
                 self.hardlink = False
         if how == "copy" and size < _SMALL:  # one read, hashed in memory, one write
-            actual = self._copy_small(blob, dest, mode)
-        else:
-            if how == "copy":
-                shutil.copyfile(blob, dest)
-            actual = hash_one(dest, size)
-        if actual != digest:
-            raise IntegrityError(
-                f"Blob {digest} in {self.local.uri} is corrupted: its content hashes to {actual}. "
-                "Delete it and restore it with `keel data pull`, or re-add the data.",
-                digest=digest,
-                actual=actual,
-            )
+            return self._copy_small(blob, digest, dest, mode)
+        if how == "copy":
+            shutil.copyfile(blob, dest)
+        self._check(digest, hash_one(dest, size))
         if how != "link":
             os.chmod(dest, mode)
             # Dated just before the checkout began: any later write moves mtime to
             # "now", so the state cache can trust these files at once (they are not
             # "racily clean") and the first status after a checkout hashes nothing.
             os.utime(dest, ns=(self.stamp_ns, self.stamp_ns))
+        return os.stat(dest)
 
-    @staticmethod
-    def _copy_small(blob: str, dest: str, mode: int) -> str:
+    def _check(self, digest: str, actual: str) -> None:
+        if actual != digest:
+            raise IntegrityError(
+                f"Blob {digest} in {self.objects.uri} is corrupted: its content hashes to "
+                f"{actual}. Delete it and restore it with `keel data pull`, or re-add the data.",
+                digest=digest,
+                actual=actual,
+            )
+
+    def _copy_small(self, blob: str, digest: str, dest: str, mode: int) -> os.stat_result:
+        """One read, verified in memory, then exactly those bytes written (fd calls only)."""
         import blake3
 
         with open(blob, "rb") as fh:
             data = fh.read()
+        self._check(digest, blake3.blake3(data).hexdigest())
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)  # whatever the umask
+            os.utime(fd, ns=(self.stamp_ns, self.stamp_ns))  # see place()
+            return os.fstat(fd)
         finally:
             os.close(fd)
-        return str(blake3.blake3(data).hexdigest())  # exactly the bytes written
 
     def _reflink(self, src: str, dest: str) -> bool:
         import fcntl
@@ -575,14 +590,39 @@ def _ensure_local(c: Client, digests: Sequence[str], bar: _Bar) -> None:
     _transfer(_remote(c, None), objects, missing, bar, "pulling")
 
 
+def _reusable(current: Snapshot | None, manifest: DataManifest) -> dict[str, tuple[str, Stat]]:
+    """Files of the current tree whose content the target version keeps: rel -> (path, stat).
+
+    A file qualifies when its fresh state-cache row (size, mtime, inode -> digest, so
+    not "racily clean") proves it holds exactly the target entry (digest, size and
+    mode).
+    """
+    if current is None or current.single or manifest.single:
+        return {}
+    root = os.fspath(current.root)
+    return {
+        rel: (os.path.join(root, rel), current.stats[rel])
+        for rel, entry in manifest.entries.items()
+        if current.entries.get(rel) == entry and rel in current.cache and rel in current.stats
+    }
+
+
 def _build(
     c: Client,
     manifest: DataManifest,
     parent: Path,
     label: str,
     bar: _Bar,
+    reuse: dict[str, tuple[str, Stat]] | None = None,
 ) -> tuple[Path, Path, dict[str, Any]]:
     """Materialise a manifest in a fresh temp folder under ``parent``.
+
+    Files in ``reuse`` (unchanged files of the tree being replaced) are hard-linked
+    into the new tree instead of placed from the store: once the trees are swapped
+    the old one is deleted, so those files simply move. Linking never writes to them,
+    so an interrupted build leaves the old tree as it was. A file whose ``stat``
+    differs from the one its hash was proved for, or a failed link (another
+    filesystem, no hard links), falls back to placing the blob.
 
     Returns (temp folder, the path to swap in, stat cache of the new files).
     """
@@ -591,6 +631,8 @@ def _build(
     tmp = Path(tempfile.mkdtemp(prefix=f".{label}.keel-tmp-", dir=parent))
     placer = _Placer(c.objects)
     started = time.time_ns()
+    reuse = reuse or {}
+    can_link = [bool(reuse)]
     try:
         items = sorted(manifest.entries.items())
         base = os.fspath(tmp)
@@ -598,11 +640,28 @@ def _build(
             os.makedirs(os.path.join(base, rel), exist_ok=True)
         advance = bar.task(f"checking out {len(items)} files", manifest.total_bytes)
 
+        def relink(rel: str, dest: str) -> os.stat_result | None:
+            src, was = reuse[rel]
+            try:
+                os.link(src, dest)
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    can_link[0] = False
+                return None
+            st = os.lstat(dest)  # a symlink in the tree is linked as a link: never reused
+            if stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns, st.st_ino) == was[:3]:
+                return st
+            os.unlink(dest)  # changed since it was scanned, or a symlink: place the blob
+            return None
+
         def one(item: tuple[str, tuple[str, int, int]]) -> tuple[str, tuple[int, int, int, int]]:
             rel, (digest, size, mode) = item
             dest = os.path.join(base, rel)
-            placer.place(digest, size, mode, dest)
-            st = os.stat(dest)
+            st = relink(rel, dest) if can_link[0] and rel in reuse else None
+            if st is None:
+                if rel in reuse and not c.objects.exists(digest):  # not fetched up front
+                    _ensure_local(c, [digest], bar)
+                st = placer.place(digest, size, mode, dest)
             advance(size)
             return rel, (st.st_size, st.st_mtime_ns, st.st_ino, mode)
 
@@ -688,6 +747,7 @@ def checkout(
             ref=ref,
         )
     state = db.load(str(target))
+    current: Snapshot | None = None
     if os.path.lexists(target) and not force:
         if state.name is None:
             raise InvalidStateError(
@@ -695,7 +755,8 @@ def checkout(
                 "it. Move it away, or pass --force to overwrite it.",
                 path=str(target),
             )
-        changes = diff_entries(state.base, snapshot(target, state).entries)
+        current = snapshot(target, state)
+        changes = diff_entries(state.base, current.entries)
         if not changes.clean:
             n = len(changes.added) + len(changes.modified) + len(changes.deleted)
             raise InvalidStateError(
@@ -704,13 +765,18 @@ def checkout(
                 "`keel data add`, or pass --force to discard them.",
                 path=str(target),
             )
+    elif state.name is not None and os.path.isdir(target):
+        with contextlib.suppress(InvalidSpecError):  # --force on an odd tree: rebuild it all
+            current = snapshot(target, state)
     with _Bar(progress) as bar, _store_lock(c.objects, exclusive=False):
         manifest = _manifest(c.objects, dv) if c.objects.exists(dv.manifest_digest) else None
         if manifest is None:
             _ensure_local(c, [dv.manifest_digest], bar)
             manifest = _manifest(c.objects, dv)
-        _ensure_local(c, sorted({e[0] for e in manifest.entries.values()}), bar)
-        tmp, new, cache = _build(c, manifest, target.parent, target.name, bar)
+        reuse = _reusable(current, manifest)
+        wanted = {e[0] for rel, e in manifest.entries.items() if rel not in reuse}
+        _ensure_local(c, sorted(wanted), bar)
+        tmp, new, cache = _build(c, manifest, target.parent, target.name, bar, reuse)
         _swap_in(new, target, tmp)
     db.save(
         TreeState(
@@ -842,6 +908,9 @@ def _transfer(
     todo = [d for d in digests if d not in present]
     if not todo:
         return 0, len(present), 0
+    if isinstance(src, LocalObjectStore) and isinstance(dst, LocalObjectStore):
+        copied, size = _transfer_local(src, dst, todo, bar, label)
+        return copied, len(present), size
     sizes = dict(zip(todo, _sizes(src, todo), strict=True))
     advance = bar.task(f"{label} {len(todo)} blobs", sum(sizes.values()))
     spool = dst.root / ".tmp" if isinstance(dst, LocalObjectStore) else None
@@ -872,6 +941,32 @@ def _transfer(
         one(d)
     dst.sync()
     return len(todo), len(present), sum(sizes.values())
+
+
+def _transfer_local(
+    src: LocalObjectStore, dst: LocalObjectStore, todo: Sequence[str], bar: _Bar, label: str
+) -> tuple[int, int]:
+    """Folder to folder: each blob read once, verified, written once; one sync per group.
+
+    Returns (copied, bytes copied).
+    """
+    dst.prepare_shards(todo)
+    total = 0
+    if bar.show:  # a stat each, only to size the bar
+        total = sum(os.stat(src.blob_path(d)).st_size for d in todo)
+    advance = bar.task(f"{label} {len(todo)} blobs", total)
+
+    def one(digest: str) -> int:
+        size = dst.copy_from(src, digest)
+        advance(size)
+        return size
+
+    # the last digest of a version is its manifest: stored once its content is durable
+    sizes = parallel_map(one, todo[:-1], _WORKERS)
+    dst.sync()
+    sizes.append(one(todo[-1]))
+    dst.sync()
+    return len(todo), sum(sizes)
 
 
 def _sizes(objects: ObjectStore, digests: Sequence[str]) -> list[int]:
@@ -984,6 +1079,8 @@ def gc(
 
     c = _client(client)
     sql = _sql(c)
+    if c.settings.tracking_uri:  # through a server: its own gc, on its own stores
+        sql.referenced_blobs()  # raises the clear "run keel data gc on the server" error
     objects = c.objects
     if not isinstance(objects, LocalObjectStore):
         raise InvalidSpecError(

@@ -2,15 +2,16 @@
 
 Everything downstream (profiles, validation, storage) works on Arrow. In-memory
 inputs become a ``pyarrow.Table`` (zero-copy for Arrow and polars, one conversion
-for pandas); Parquet files are streamed by record batches so memory stays bounded
-by one batch, however large the file. Errors from Arrow and Parquet are translated
+for pandas; :func:`materialize` shares pandas' NumPy columns without copying);
+Parquet files are streamed by record batches or row groups so memory stays bounded,
+however large the file. Errors from Arrow and Parquet are translated
 here into keel errors that name the file or column and say what to do.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ __all__ = [
     "column_pool",
     "describe_source",
     "iter_batches",
+    "iter_row_groups",
+    "largest_row_group",
     "materialize",
     "num_rows",
     "read_schema",
@@ -155,8 +158,48 @@ def column_pool() -> ThreadPoolExecutor:
 
 
 def materialize(data: Any) -> Any:
-    """``data`` itself if it is a Parquet path (to be streamed), else :func:`to_arrow` of it."""
-    return data if _is_path(data) else to_arrow(data)
+    """``data`` itself if it is a Parquet path (to be streamed), else an Arrow table of it.
+
+    A pandas DataFrame goes through :func:`_pandas_columns` (no pandas metadata, which
+    only a round trip back to pandas needs); everything else through :func:`to_arrow`.
+    """
+    if _is_path(data):
+        return data
+    module = type(data).__module__.split(".", 1)[0]
+    if module == "pandas" and type(data).__name__ == "DataFrame":
+        return _pandas_columns(data)
+    return to_arrow(data)
+
+
+def _pandas_columns(df: Any) -> pa.Table:
+    """A pandas DataFrame as Arrow, converting column by column on both cores.
+
+    NumPy integer and float columns are wrapped without copying; a float column
+    goes through the NaN-to-null conversion only when it holds a NaN, so missing
+    values (NaN) become nulls exactly as ``Table.from_pandas`` makes them. Other
+    columns (strings, categoricals, datetimes, objects) take the ``from_pandas`` path.
+    """
+    pa = _pyarrow()
+    import numpy as np
+
+    names = list(df.columns)
+    if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+        return to_arrow(df)  # duplicate or non-string labels: from_pandas' own rules apply
+    fast = [n for n in names if isinstance(df[n].dtype, np.dtype) and df[n].dtype.kind in "iuf"]
+
+    def numeric(name: str) -> Any:
+        x = np.ascontiguousarray(df[name].to_numpy())
+        if x.dtype.kind == "f" and x.size and np.isnan(x.min()):  # min is NaN iff any is
+            return pa.array(x, from_pandas=True)  # NaN -> null (one mask pass)
+        return pa.array(x)  # zero-copy
+
+    with column_pool() as pool:
+        arrays: dict[str, Any] = dict(zip(fast, pool.map(numeric, fast), strict=True))
+    others = [n for n in names if n not in arrays]
+    if others:
+        rest = to_arrow(df[others])
+        arrays.update(zip(rest.column_names, rest.columns, strict=True))
+    return pa.table({n: arrays[n] for n in names})
 
 
 def read_schema(data: Any) -> pa.Schema:
@@ -234,6 +277,55 @@ def iter_batches(
         # strings come in 128k-row chunks, which would mean many tiny batches.
         table = table.set_column(i, table.field(i), table.column(i).combine_chunks())
     yield from table.to_batches(max_chunksize=batch_rows)
+
+
+def iter_row_groups(
+    path: str | os.PathLike[str],
+    columns: Callable[[int], list[str]],
+    *,
+    read_dictionary: Sequence[str] | None = None,
+) -> Iterator[tuple[int, pa.Table]]:
+    """Yield ``(first_row, table)`` for each row group of a Parquet file.
+
+    ``columns(i)`` names the columns to decode for row group ``i`` (possibly none:
+    the table then has no columns but the right ``num_rows``), so a caller that can
+    settle a column from the footer's statistics skips decoding it. Group ``i + 1``
+    is read in the background while the caller works on group ``i``.
+
+    Raises:
+        InvalidSpecError: an unknown column or a corrupted file.
+    """
+    pf = _open_parquet(path, read_dictionary=read_dictionary)
+    p = Path(path)
+    names = pf.schema_arrow.names
+    meta = pf.metadata
+
+    def read(i: int) -> pa.Table:
+        wanted = columns(i)
+        _check_columns(wanted, names, str(p))
+        try:
+            return pf.read_row_group(i, columns=wanted)
+        except Exception as exc:  # corrupted page, bad compression ...
+            raise _parquet_error(p, exc) from exc
+
+    count = meta.num_row_groups
+    if count == 0:
+        return
+    start = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-read") as reader:
+        pending = reader.submit(read, 0)
+        for i in range(count):
+            group = pending.result()
+            if i + 1 < count:
+                pending = reader.submit(read, i + 1)
+            yield start, group
+            start += meta.row_group(i).num_rows
+
+
+def largest_row_group(path: str | os.PathLike[str]) -> int:
+    """The row count of the biggest row group of a Parquet file (footer only)."""
+    meta = _open_parquet(path).metadata
+    return max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
 
 
 def _row_groups(

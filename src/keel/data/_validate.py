@@ -13,6 +13,10 @@ Validation streams record batches (Parquet is never fully loaded) and evaluates
 every rule with pyarrow.compute kernels over whole Arrow arrays. Rules first try
 a cheap aggregate (``min_max``, ``null_count``, ``count_distinct``) and compute a
 row mask, to find example rows, only when that aggregate shows a violation.
+Columns run in parallel threads. For Parquet, integer rules that the row-group
+statistics already prove are not decoded, and ``categories`` compares only the
+dictionaries of dictionary-encoded pages; for pandas, NumPy columns are used
+without copying (NaN still counts as a missing value, as in pandas).
 """
 
 from __future__ import annotations
@@ -853,7 +857,7 @@ class _Check:
                 self._categories_dictionary(arr, offset)
             if spec.unique or self.bounds != (None, None):
                 arr = arr.dictionary_decode()  # these rules compare values
-        elif self.value_set is not None:
+        elif self.value_set is not None and not self._only_allowed(arr):
             valid_in = pc.is_in(arr, value_set=self.value_set)
             mask = pc.and_(pc.invert(valid_in), pc.is_valid(arr))
             n_bad = pc.sum(mask).as_py() or 0
@@ -950,6 +954,17 @@ class _Check:
                 mask = up if mask is None else pc.or_(mask, up)
             assert mask is not None
             self.fail("range", pc.sum(mask).as_py() or 0, arr, mask, offset)
+
+    def _only_allowed(self, arr: pa.Array) -> bool:
+        """Whether every distinct non-null value of ``arr`` is an allowed category.
+
+        One hash pass (``unique``) is cheaper than ``is_in`` plus a mask and a sum;
+        the per-row mask is built only when a bad value is present.
+        """
+        import pyarrow.compute as pc
+
+        distinct = pc.unique(arr).drop_null()
+        return bool(pc.all(pc.is_in(distinct, value_set=self.value_set)).as_py() is not False)
 
     def _categories_dictionary(self, arr: pa.DictionaryArray, offset: int) -> None:
         """The categories rule on dictionary codes: only the (few) distinct values are hashed."""
@@ -1156,30 +1171,155 @@ def validate(
         )
     active = [c for c in checks if _has_value_rules(c.spec)]
     if active and rows:
-        rate = min(1.0, SAMPLE_ROWS / rows)
-        rng = np.random.default_rng(0)
-        offset = 0
-        names = [c.spec.name for c in active]
-        with _Progress(show_progress, rows, "validating") as tick, _frames.column_pool() as pool:
-            for batch in iter_batches(data, batch_rows=batch_rows, columns=names):
-                sample = None
-                if rate < 1.0:
-                    sample = np.flatnonzero(rng.random(batch.num_rows) < rate)
-                start = offset
-                # Columns are independent: check them in threads (Arrow and NumPy kernels
-                # release the GIL).
-                list(
-                    pool.map(
-                        lambda pair, s=sample, o=start: pair[0].run(pair[1], o, s),
-                        zip(active, batch.columns, strict=True),
-                    )
-                )
-                offset += batch.num_rows
-                tick(batch.num_rows)
+        with _Progress(show_progress, rows, "validating") as tick:
+            _run_checks(data, active, rows, batch_rows, tick)
         for check in active:
             violations.extend(check.violations())
     violations.sort(key=lambda v: (v.severity != "error",))
     return ValidationReport(source=source, rows=rows, violations=tuple(violations))
+
+
+def _run_checks(
+    data: Any, active: list[_Check], rows: int, batch_rows: int, tick: Callable[[int], None]
+) -> None:
+    """Run the column checks over ``data``, columns in parallel threads.
+
+    Arrow and NumPy kernels release the GIL, so the columns run on all cores. An
+    in-memory table is checked column by column (:func:`_run_columns`). A Parquet
+    file is streamed row group by row group: integer columns whose footer statistics
+    prove every rule are not decoded, and string columns with a ``categories`` rule
+    are read dictionary-encoded, so only each page's dictionary is compared with the
+    allowed values. Files with row groups over two batches are streamed by batch.
+    """
+    rate = min(1.0, SAMPLE_ROWS / rows)
+    by_name = {c.spec.name: c for c in active}
+    if not _frames._is_path(data):
+        table = _frames.to_arrow(data).select(list(by_name))
+        _run_columns(table, by_name, rate, batch_rows, tick)
+        return
+
+    def batches() -> Iterator[tuple[int, pa.RecordBatch]]:
+        if _frames.largest_row_group(data) > 2 * batch_rows:
+            offset = 0
+            for batch in iter_batches(data, batch_rows=batch_rows, columns=list(by_name)):
+                yield offset, batch
+                offset += batch.num_rows
+            return
+        dictionary = [
+            c.spec.name for c in active if c.kind == "categorical" and c.value_set is not None
+        ]
+        needed = _columns_to_decode(data, active)
+        for start, group in _frames.iter_row_groups(data, needed, read_dictionary=dictionary):
+            if not group.num_columns:
+                tick(group.num_rows)  # every rule settled by the statistics
+                continue
+            offset = start
+            for batch in group.to_batches(max_chunksize=batch_rows):
+                yield offset, batch
+                offset += batch.num_rows
+
+    rng = np.random.default_rng(0)
+    sampled = rate < 1.0 and any(c.spec.quantiles for c in active)  # only quantiles sample
+    with _frames.column_pool() as pool:
+        for start, batch in batches():
+            sample = None
+            if sampled:
+                sample = np.flatnonzero(rng.random(batch.num_rows) < rate)
+            work = [
+                (by_name[n], col) for n, col in zip(batch.schema.names, batch.columns, strict=True)
+            ]
+            list(pool.map(lambda pair, s=sample, o=start: pair[0].run(pair[1], o, s), work))
+            tick(batch.num_rows)
+        list(pool.map(_Check.finish_unique, active))
+
+
+def _run_columns(
+    table: pa.Table,
+    by_name: dict[str, _Check],
+    rate: float,
+    batch_rows: int,
+    tick: Callable[[int], None],
+) -> None:
+    """In-memory data: one task per column over its chunks (no batch-wide barrier, no
+    re-chunking), run on all cores; progress advances as columns finish."""
+    from concurrent.futures import as_completed
+
+    def check(name: str) -> None:
+        run = by_name[name].run
+        sampled = rate < 1.0 and bool(by_name[name].spec.quantiles)
+        rng = np.random.default_rng(0)
+        offset = 0
+        for chunk in table.column(name).chunks:
+            for start in range(0, len(chunk), batch_rows):
+                piece = chunk.slice(start, batch_rows)
+                sample = None
+                if sampled:
+                    sample = np.flatnonzero(rng.random(len(piece)) < rate)
+                run(piece, offset, sample)
+                offset += len(piece)
+        by_name[name].finish_unique()  # here, on a worker thread, not serially afterwards
+
+    # Strings first: they cost most, so the cheap columns fill in the gaps at the end.
+    order = sorted(by_name, key=lambda n: by_name[n].kind != "categorical")
+    done = 0
+    with _frames.column_pool() as pool:
+        for i, future in enumerate(as_completed([pool.submit(check, n) for n in order]), 1):
+            future.result()
+            share = table.num_rows * i // len(order)
+            tick(share - done)
+            done = share
+
+
+def _columns_to_decode(path: Any, active: list[_Check]) -> Callable[[int], list[str]]:
+    """For row group ``i``, the checked columns its footer statistics do not settle."""
+    meta = _frames._open_parquet(path).metadata
+    leaf = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+
+    def needed(i: int) -> list[str]:
+        group = meta.row_group(i)
+        return [
+            c.spec.name
+            for c in active
+            if c.spec.name not in leaf
+            or not _settled_by_statistics(c, group.column(leaf[c.spec.name]), group.num_rows)
+        ]
+
+    return needed
+
+
+def _settled_by_statistics(check: _Check, chunk: Any, rows: int) -> bool:
+    """Whether a column chunk's statistics prove its nullable and range rules.
+
+    Only signed integer columns whose only rules are ``nullable`` and ``range``
+    qualify: their min/max are exact (float statistics leave NaN out, so floats are
+    always decoded). Missing statistics mean the chunk is decoded and checked.
+    """
+    import pyarrow as pa
+
+    spec = check.spec
+    if (
+        not pa.types.is_signed_integer(check.type)
+        or spec.unique
+        or spec.categories is not None
+        or spec.mean is not None
+        or spec.quantiles
+        or not chunk.is_stats_set
+    ):
+        return False
+    stats = chunk.statistics
+    if stats is None or stats.physical_type not in ("INT32", "INT64") or not stats.has_null_count:
+        return False
+    nulls = stats.null_count
+    if nulls is None or (nulls and not spec.nullable):
+        return False
+    if rows - nulls == 0 or (spec.min is None and spec.max is None):
+        return True
+    if not stats.has_min_max:
+        return False
+    lo, hi = stats.min, stats.max
+    if not isinstance(lo, int) or not isinstance(hi, int):
+        return False
+    return (spec.min is None or spec.min <= lo) and (spec.max is None or hi <= spec.max)  # type: ignore[operator]
 
 
 def _expected_kind(type_str: str) -> str:

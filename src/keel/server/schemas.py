@@ -368,3 +368,56 @@ class AuditPage(Out):
 class AuditVerification(Out):
     checked: int = Field(description="events checked, or the first broken one")
     problem: str | None = Field(None, description="what is wrong; null when intact")
+
+
+# -- datasets ---------------------------------------------------------------------------------
+class DatasetVersionCreate(Body):
+    kind: Literal["files", "table"]
+    manifest_digest: str = Field(
+        description="BLAKE3 digest of the manifest (files) or Parquet blob (table); stored here"
+    )
+    file_count: int = Field(ge=0, le=2**63 - 1)
+    total_bytes: int = Field(ge=0, le=2**63 - 1)
+    run_id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$", description="the run that produced it (lineage)"
+    )
+    message: str | None = Field(None, max_length=65_536, pattern=r"^[^\x00]*$")
+    extra: dict[str, Any] = Field(
+        {}, description="kind-specific metadata; values of keys ending in _digest name blobs"
+    )
+    reuse_identical: bool = Field(
+        True, description="return the latest version instead of a duplicate of it"
+    )
+
+
+class DatasetVersionOut(Out):
+    name: str
+    version: int
+    kind: str
+    manifest_digest: str
+    file_count: int
+    total_bytes: int
+    created_at: int
+    created_by: str | None
+    run_id: str | None
+    message: str | None
+    extra: dict[str, Any] = {}
+    created: bool = Field(True, description="False when the latest version was returned")
+
+
+class DatasetVersionList(Out):
+    versions: list[DatasetVersionOut]
+    next_page_token: str | None = None
+
+
+class DatasetOut(Out):
+    name: str
+    description: str | None
+    created_at: int
+    version_count: int
+    latest: DatasetVersionOut | None
+
+
+class DatasetList(Out):
+    datasets: list[DatasetOut]
+    next_page_token: str | None = None

@@ -59,11 +59,13 @@ from keel.store.base import MetricPoint, Store, ViewType
 if TYPE_CHECKING:
     import httpx
 
+    from keel.store._data import DatasetInfo, DatasetVersion
     from keel.store._filter import Node, OrderBy
 
 __all__ = [
     "ERROR_CODES",
     "ApiClient",
+    "RestData",
     "RestRegistry",
     "RestStore",
     "decode_float",
@@ -484,6 +486,11 @@ class RestStore(Store):
     def registry(self) -> RestRegistry:
         """Registry, roles, lineage and audit storage of the server."""
         return RestRegistry(self.api)
+
+    @property
+    def data(self) -> RestData:
+        """Dataset-version storage of the server (what :mod:`keel.data` uses)."""
+        return RestData(self.api)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -969,3 +976,137 @@ class RestRegistry:
         """Verify the audit chain: (events checked, None) or (first broken seq, why)."""
         data = self.api.call("GET", "/audit/verify")
         return int(data["checked"]), data.get("problem")
+
+
+# -- dataset versions ---------------------------------------------------------------------
+def _dataset_path(name: str) -> str:
+    from keel.store._data import check_dataset_name
+
+    return f"/datasets/{_seg(check_dataset_name(name))}"
+
+
+def _dataset_version(data: Mapping[str, Any]) -> DatasetVersion:
+    from keel.store._data import DatasetVersion
+
+    return _build(DatasetVersion, data)
+
+
+def _dataset_info(data: Mapping[str, Any]) -> DatasetInfo:
+    from keel.store._data import DatasetInfo
+
+    latest = data.get("latest")
+    return _build(
+        DatasetInfo,
+        {k: v for k, v in data.items() if k != "latest"},
+        latest=None if latest is None else _dataset_version(latest),
+    )
+
+
+class RestData:
+    """Dataset-version storage of a keel server (what :mod:`keel.data` calls).
+
+    The methods and their contracts are those of :class:`keel.store._data.SqlData`;
+    the acting user travels in the ``X-Keel-User`` header (with auth on the server
+    records the authenticated user instead). The server refuses a version whose
+    blobs it does not hold, so upload them first. Garbage collection needs the
+    server's own stores: its methods raise :class:`InvalidStateError` here.
+    """
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+
+    def _pages(self, path: str, key: str) -> list[Any]:
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            data = self.api.call("GET", path, params={"max_results": 1000, "page_token": token})
+            items.extend(data[key])
+            token = data.get("next_page_token")
+            if not token:
+                return items
+
+    # -- writes ----------------------------------------------------------------------------
+    def create_version(
+        self,
+        name: str,
+        *,
+        kind: str,
+        manifest_digest: str,
+        file_count: int,
+        total_bytes: int,
+        actor: str,
+        run_id: str | None = None,
+        message: str | None = None,
+        extra: dict[str, Any] | None = None,
+        reuse_identical: bool = True,
+    ) -> DatasetVersion:
+        """Record a new version (or return the identical latest one, ``created=False``)."""
+        from keel.store._data import KINDS
+
+        path = _dataset_path(name)
+        if kind not in KINDS:
+            raise InvalidSpecError(f"Dataset kind must be one of {KINDS}, got {kind!r}.")
+        body = {
+            "kind": kind,
+            "manifest_digest": manifest_digest,
+            "file_count": file_count,
+            "total_bytes": total_bytes,
+            "run_id": run_id,
+            "message": message,
+            "extra": extra or {},
+            "reuse_identical": reuse_identical,
+        }
+        data = self.api.call(
+            "POST", f"{path}/versions", body, headers=RestRegistry._as(actor), idempotent=False
+        )
+        return _dataset_version(data)
+
+    def delete_version(self, name: str, version: int, *, actor: str, reason: str | None) -> None:
+        """Delete one version (its blobs stay until ``keel data gc`` on the server)."""
+        self.api.call(
+            "DELETE",
+            f"{_dataset_path(name)}/versions/{int(version)}",
+            params={"reason": reason},
+            headers=RestRegistry._as(actor),
+            idempotent=False,
+        )
+
+    def add_edge(self, src: str, dst: str, relation: str) -> None:
+        """Record a lineage edge (idempotent)."""
+        RestRegistry(self.api).add_edge(src, dst, relation)
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        """One version; ``None`` means the latest."""
+        number = "latest" if version is None else str(int(version))
+        return _dataset_version(self.api.call("GET", f"{_dataset_path(name)}/versions/{number}"))
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of a dataset, oldest first."""
+        found = self._pages(f"{_dataset_path(name)}/versions", "versions")
+        return [_dataset_version(v) for v in found]
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every dataset with its version count and newest version, by name."""
+        return [_dataset_info(d) for d in self._pages("/datasets", "datasets")]
+
+    # -- garbage collection: on the server only --------------------------------------------
+    def _gc_only(self) -> InvalidStateError:
+        return InvalidStateError(
+            f"Garbage collection needs the server's own stores, not the keel server at "
+            f"{self.api.base_url}: run `keel data gc` on the server (with its KEEL_STORE_URI "
+            "and KEEL_ARTIFACT_URI).",
+            url=self.api.base_url,
+        )
+
+    def all_versions(self) -> list[DatasetVersion]:
+        """Not available remotely: run ``keel data gc`` on the server."""
+        raise self._gc_only()
+
+    def referenced_blobs(self) -> set[str]:
+        """Not available remotely: run ``keel data gc`` on the server."""
+        raise self._gc_only()
+
+    def model_manifests(self) -> Sequence[str]:
+        """Not available remotely: run ``keel data gc`` on the server."""
+        raise self._gc_only()

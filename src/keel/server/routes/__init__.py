@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from keel.server.routes import blobs, experiments, governance, models, runs
+from keel.server.routes import blobs, data, experiments, governance, models, runs
 
 __all__ = ["routers"]
 
@@ -15,4 +15,5 @@ routers: list[APIRouter] = [
     blobs.router,
     models.router,
     governance.router,
+    data.router,
 ]
