@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 # This machine kind keeps the CPU build of torch in /opt/wheels; uv does not read pip.conf.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-scale clean
+.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-server bench-data bench-validation bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -47,9 +47,14 @@ bench-tracking: install
 bench-registry: install-test
 	$(PY) benchmarks/registry/run.py
 
-.PHONY: bench-data
+bench-server: install-test
+	$(PY) benchmarks/server/run.py
+
 bench-data: install-test
 	$(PY) benchmarks/data/run.py
+
+bench-validation: install-test
+	$(PY) benchmarks/data/validation.py
 
 bench-scale: install
 	$(PY) benchmarks/scale/run.py
