@@ -17,6 +17,7 @@ import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -386,3 +387,41 @@ def test_large_batches_are_sent_in_several_requests(
     got = store.get_run(run.run_id)
     assert got.params == {"p": "1"} and got.tags == {"t": "2"} and got.metrics == {"m": 24.0}
     assert len(store.get_metric_history(run.run_id, "m")) == 25
+
+
+def test_batched_exists_and_ingest_over_http(
+    http_objects: HttpObjectStore, http: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keel.objects.http as http_module
+
+    stored = [http_objects.put_bytes(f"blob {i}".encode()).digest for i in range(5)]
+    absent = ["a" * 64, "b" * 64]
+    requests: list[str] = []
+    send = http_objects.api.send
+
+    def counting(method: str, path: str, **kw: Any) -> Any:
+        requests.append(f"{method} {path}")
+        return send(method, path, **kw)
+
+    monkeypatch.setattr(http_objects.api, "send", counting)
+    monkeypatch.setattr(http_module, "_EXISTS_BATCH", 3)  # 7 digests: 3 requests
+    assert http_objects.exists_many([*stored, *absent, stored[0]]) == set(stored)
+    assert requests == ["POST /blobs/exists"] * 3
+
+    # ingest: one PUT, no HEAD; the server re-hashes, so a changed file stores nothing
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"fresh content")
+    digest = hash_file(src)
+    requests.clear()
+    assert http_objects.ingest(src, digest)
+    assert requests == [f"PUT /blobs/{digest}"] and http_objects.exists(digest)
+    src.write_bytes(b"changed after hashing")
+    with pytest.raises(InvalidSpecError, match="changed while it was being uploaded"):
+        http_objects.ingest(src, "c" * 64)
+    assert not http_objects.exists("c" * 64)
+
+    # the endpoint itself: malformed digests and oversized batches are 4xx, never 5xx
+    bad = http.post("/api/v1/blobs/exists", json={"digests": ["nope"]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"]
+    huge = http.post("/api/v1/blobs/exists", json={"digests": ["a" * 64] * 10_001})
+    assert 400 <= huge.status_code < 500

@@ -129,6 +129,8 @@ def _native(method: str, path: str, f: dict[str, Any]) -> list[Need]:
         return [Need(act, "run", rest[0])]
     if head == "blobs":
         # content-addressed: a digest is known only to who has the content or may list it
+        if rest == ["exists"]:  # a batch of HEADs: a read, whatever the method
+            return [Need("read", "any")]
         return [Need(act, "any")] if rest else [Need(act)]
     if head == "models":
         if not rest:

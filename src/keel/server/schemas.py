@@ -195,6 +195,18 @@ class BlobOut(Out):
     size: int
 
 
+#: Digests per ``POST /api/v1/blobs/exists`` (the client sends larger sets in batches).
+MAX_EXISTS = 10_000
+
+
+class BlobsExist(Body):
+    digests: list[str] = Field(max_length=MAX_EXISTS)
+
+
+class BlobsPresent(Out):
+    present: list[str]
+
+
 # -- registry ---------------------------------------------------------------------------------
 class ModelCreate(Body):
     name: str

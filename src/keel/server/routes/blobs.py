@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from keel.exceptions import IntegrityError
 from keel.objects.base import check_digest
 from keel.server.deps import ObjectsDep
-from keel.server.schemas import BlobOut
+from keel.server.schemas import BlobOut, BlobsExist, BlobsPresent
 
 __all__ = ["router"]
 
@@ -72,6 +72,14 @@ class _VerifyingBody:
                     actual=actual,
                 )
         return data
+
+
+@router.post("/exists")
+def blobs_exist(body: BlobsExist, objects: ObjectsDep) -> BlobsPresent:
+    """Which of up to 10,000 digests are stored: one request instead of one HEAD each."""
+    for digest in body.digests:
+        check_digest(digest)
+    return BlobsPresent(present=sorted(objects.exists_many(body.digests)))
 
 
 @router.head("/{digest}")
