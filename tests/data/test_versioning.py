@@ -16,6 +16,7 @@ import keel
 from keel.data import _api, _tree
 from keel.exceptions import IntegrityError, InvalidSpecError, InvalidStateError, NotFoundError
 from keel.objects import LocalObjectStore, ObjectStore
+from keel.objects.base import hash_bytes
 from keel.store import schema as t
 from keel.store.sql import SqlStore
 from keel.tracking import fluent
@@ -796,3 +797,22 @@ def test_checkout_links_blobs_only_when_permissions_protect_them(
     (target / "a.csv").unlink()  # replacing a linked file never touches the blob
     (target / "a.csv").write_bytes(b"new content")
     objects.verify(blob.parent.name + blob.name)
+
+
+def test_torn_blobs_left_by_a_crash_are_rewritten_not_deduplicated(
+    client: Client, tmp_path: Path
+) -> None:
+    """A crash before add's syncfs can leave renamed blobs whose data never reached
+    the disk (short on-disk size); a later add must rewrite them, not reference them."""
+    big = bytes(range(256)) * (9 * 1024 * 1024 // 256)  # above the small-file path
+    root = _write(tmp_path / "data", {**FILES, "big.bin": big})
+    objects = client.objects
+    assert isinstance(objects, LocalObjectStore)
+    for data, torn in ((FILES["a.csv"], b""), (big, big[: len(big) // 2])):
+        blob = objects.blob_path(hash_bytes(data))
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(torn)  # what the crash left
+    v = keel.data.add(root, name="torn", progress=False)
+    for data in (FILES["a.csv"], big):
+        assert objects.get_bytes(hash_bytes(data)) == data  # verified: rewritten whole
+    assert _tree_of(keel.data.get(v.uri, progress=False)) == _tree_of(root)

@@ -345,7 +345,12 @@ def add(
         by_digest: dict[str, tuple[str, int]] = {}
         for rel, (digest, _size, mode) in snap.entries.items():
             by_digest.setdefault(digest, (rel, mode))
-        present = objects.exists_many(by_digest)
+        if isinstance(objects, LocalObjectStore):  # a torn blob (crash before sync) is rewritten
+            present = objects.intact_many(
+                {d: snap.entries[r][1] for d, (r, _) in by_digest.items()}
+            )
+        else:  # remote stores publish whole objects only
+            present = objects.exists_many(by_digest)
         todo = [(d, rel, m) for d, (rel, m) in by_digest.items() if d not in present]
         unchanged = not todo and snap.entries == state.base and state.digest and state.name == name
         advance = bar.task(

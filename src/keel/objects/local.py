@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -164,6 +164,25 @@ class LocalObjectStore(ObjectStore):
             found.update(shard + n for n in names if len(n) == 62)
         return wanted & found
 
+    @staticmethod
+    def _intact(final: Path, size: int) -> bool:
+        """True if the blob exists with the expected size (one stat, as ``exists``).
+
+        Blobs written without their own fsync (:meth:`ingest`, :meth:`ingest_bytes`)
+        are durable only after :meth:`sync`. After a crash before it, ext4's ordered
+        mode can leave a renamed blob whose data never reached the disk, and its
+        on-disk size is then short; such a blob is rewritten here, never deduplicated
+        against, so no later version can reference it.
+        """
+        try:
+            return os.stat(final).st_size == size  # noqa: PTH116 - one syscall, no Path objects
+        except FileNotFoundError:
+            return False
+
+    def intact_many(self, sizes: Mapping[str, int]) -> set[str]:
+        """The digests of ``sizes`` stored with exactly that size (see :meth:`_intact`)."""
+        return {d for d, n in sizes.items() if self._intact(self._path(check_digest(d)), n)}
+
     def blob_path(self, digest: str) -> Path:
         """Where a blob's (read-only) file lives, for callers that link instead of copy."""
         return self._path(check_digest(digest))
@@ -179,9 +198,9 @@ class LocalObjectStore(ObjectStore):
         :meth:`sync` before recording anything that references the blobs.
         """
         final = self._path(check_digest(digest))
-        if final.exists():
-            return False
         src = Path(path)
+        if self._intact(final, src.stat().st_size):
+            return False
         tmp = self._shard_tmp(digest)
         try:
             linked = False
@@ -216,7 +235,7 @@ class LocalObjectStore(ObjectStore):
         atomic publish on ext4). Call :meth:`sync` before referencing the blob.
         """
         final = self._path(check_digest(digest))
-        if final.exists():
+        if self._intact(final, len(data)):
             return False
         tmp = self._shard_tmp(digest)
         try:
