@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -361,7 +362,7 @@ class Project:
         return self.base / "remote"
 
 
-class Tool:
+class Tool(ABC):
     """How one tool is driven: one CLI command per fresh process, timed from the outside."""
 
     name = ""
@@ -415,32 +416,37 @@ class Tool:
         return wall, output
 
     # Every method below runs in the project folder; the timed ones return seconds.
+    @abstractmethod
     def init(self) -> None:
-        raise NotImplementedError
+        """Create the tool's project (cache, remote) in the project folder."""
 
+    @abstractmethod
     def reset(self) -> None:
         """Forget everything except the work tree's data, then init again."""
-        raise NotImplementedError
 
+    @abstractmethod
     def add(self) -> float:
-        raise NotImplementedError
+        """Version the work tree's data; seconds."""
 
+    @abstractmethod
     def status(self, *, changed: int) -> float:
-        raise NotImplementedError
+        """Status of the work tree, checked to report ``changed`` files; seconds."""
 
+    @abstractmethod
     def checkout(self, version: int) -> float:
-        raise NotImplementedError
+        """Restore ``version`` into the work tree; seconds."""
 
+    @abstractmethod
     def push(self, version: int) -> float:
-        raise NotImplementedError
+        """Copy ``version`` to the folder remote; seconds."""
 
+    @abstractmethod
     def drop_local(self) -> None:
         """Delete the local cache and the work tree's data, as on a fresh clone."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pull(self, version: int) -> dict[str, float]:
         """Fetch ``version`` from the remote into the empty cache and restore the data."""
-        raise NotImplementedError
 
 
 class Dvc(Tool):
