@@ -45,6 +45,12 @@ class Settings:
         tracking_token: API token the client sends to ``tracking_uri``.
         data_remote: where ``keel data push``/``pull`` exchange dataset blobs when
             ``--remote`` is not given: a folder, ``file://`` or ``s3://bucket/prefix``.
+        prediction_log: where ``keel serve`` logs predictions: ``sql`` (the metadata
+            store, default), ``parquet`` (Parquet files under ``prediction_log_uri``) or ``off``.
+        prediction_log_uri: folder, ``file://`` or ``s3://`` URL of the Parquet prediction
+            log (default ``KEEL_HOME/predictions``).
+        alert_webhook: URL that receives Slack-compatible JSON when a deployment is rolled
+            back automatically (and, later, on monitor alerts).
         sources: where each value came from (``env:KEEL_HOME``, ``keel.toml``, ``default``).
     """
 
@@ -63,6 +69,9 @@ class Settings:
     ui_session_ttl: float = 12 * 3600.0
     tracking_token: str | None = field(default=None, repr=False)
     data_remote: str | None = None
+    prediction_log: str = "sql"
+    prediction_log_uri: str | None = None
+    alert_webhook: str | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -94,6 +103,9 @@ _ENV = {
     "ui_session_ttl": "KEEL_UI_SESSION_TTL",
     "tracking_token": "KEEL_TRACKING_TOKEN",
     "data_remote": "KEEL_DATA_REMOTE",
+    "prediction_log": "KEEL_PREDICTION_LOG",
+    "prediction_log_uri": "KEEL_PREDICTION_LOG_URI",
+    "alert_webhook": "KEEL_ALERT_WEBHOOK",
 }
 _FLOATS = {"heartbeat_interval", "heartbeat_timeout", "flush_interval", "ui_session_ttl"}
 _INTS = {"max_request_size"}
@@ -205,6 +217,16 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
     if "tracking_uri" in values:
         values["tracking_uri"] = _check_tracking_uri(str(values["tracking_uri"]), sources)
 
+    if "prediction_log" in values:
+        mode = str(values["prediction_log"]).strip().lower()
+        if mode not in ("sql", "parquet", "off"):
+            raise ConfigError(
+                f"Setting 'prediction_log' must be sql, parquet or off, got "
+                f"{values['prediction_log']!r} (from {sources['prediction_log']}).",
+                key="prediction_log",
+            )
+        values["prediction_log"] = mode
+
     if "verify_keys" in values:
         keys = values["verify_keys"]
         if isinstance(keys, str):
@@ -220,6 +242,9 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
     if "artifact_uri" not in values:
         values["artifact_uri"] = str(home / "objects")
         sources["artifact_uri"] = "default (KEEL_HOME)"
+    if "prediction_log_uri" not in values:
+        values["prediction_log_uri"] = str(home / "predictions")
+        sources["prediction_log_uri"] = "default (KEEL_HOME)"
     if "user" not in values:
         values["user"] = _default_user()
         sources["user"] = "default (login name)"

@@ -32,6 +32,7 @@ from keel.cli._data import data_app
 from keel.cli._governance import audit_app, lineage_cmd
 from keel.cli._import import import_app
 from keel.cli._models import models_app
+from keel.cli._serve import build_cmd, deploy_app, predict_cmd, serve_cmd
 from keel.cli._users import users_app
 from keel.exceptions import InvalidSpecError, KeelError, NotFoundError, PermissionDeniedError
 
@@ -131,6 +132,10 @@ app.add_typer(audit_app, name="audit", rich_help_panel="Model registry")
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users", rich_help_panel="Access control")
 app.add_typer(data_app, name="data")
+app.command("serve", rich_help_panel="Serving")(serve_cmd)
+app.add_typer(deploy_app, name="deploy", rich_help_panel="Serving")
+app.command("predict", rich_help_panel="Serving")(predict_cmd)
+app.command("build", rich_help_panel="Serving")(build_cmd)
 
 
 # -- shared helpers ---------------------------------------------------------------------------

@@ -200,6 +200,12 @@ class LoadedModel:
         lightgbm)."""
         return self._predictor.raw
 
+    @property
+    def predictor(self) -> Predictor:
+        """The flavor's predict functions, taking inputs already checked against the signature
+        (what a server that validated a request itself calls)."""
+        return self._predictor
+
     def validate(self, data: Any, *, coerce: bool = False) -> Any:
         """``data`` checked against the signature, as the model will receive it."""
         if self.spec.signature is None:

@@ -35,8 +35,11 @@ __all__ = [
     "audit_head",
     "dataset_versions",
     "datasets",
+    "deployment_revisions",
+    "deployments",
     "experiment_tags",
     "experiments",
+    "feedback",
     "latest_metrics",
     "lineage_edges",
     "metadata",
@@ -46,6 +49,7 @@ __all__ = [
     "model_version_tags",
     "model_versions",
     "params",
+    "predictions",
     "registered_model_tags",
     "registered_models",
     "roles",
@@ -383,4 +387,66 @@ dataset_versions = Table(
     Column("created_at", BigInteger, nullable=False),
     Index(None, "dataset_id", "version", unique=True),
     Index(None, "manifest_digest"),
+)
+
+# -- serving (migration 0005) -------------------------------------------------------------
+
+#: A named endpoint; ``policy`` is the JSON of its current revision (read by every worker).
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("description", Text),
+    Column("revision", Integer, nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("created_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+#: Every policy a deployment ever had: who changed it, how and why.
+deployment_revisions = Table(
+    "deployment_revisions",
+    metadata,
+    Column("deployment_id", BigId, ForeignKey("deployments.id"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("action", String(32), nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("reason", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: The prediction log (when kept in the metadata store): one row per request and role.
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("deployment", String(250), nullable=False),
+    Column("model_version", String(300), nullable=False),  # the version the request was routed to
+    Column("served_by", String(300)),  # the version whose answer was returned (fallback)
+    Column("role", String(16), nullable=False),  # primary | candidate | shadow
+    Column("status", String(16), nullable=False),  # ok | fallback | error
+    Column("ts", BigInteger, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("inputs", Text),  # JSON, columnar
+    Column("outputs", Text),  # JSON list
+    Column("error", Text),
+    Column("disagreement", Double),  # shadow rows: share of rows answered differently
+    Index(None, "deployment", "ts"),
+    Index(None, "request_id"),
+)
+
+#: Ground truth or business outcomes, joined to predictions by request id.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Double),  # a numeric outcome (A/B metric)
+    Column("labels", Text),  # JSON list: the true label of each row
+    Column("actor", String(250)),
 )

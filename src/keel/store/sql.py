@@ -40,6 +40,7 @@ from keel.store._filter import Node, OrderBy
 if TYPE_CHECKING:
     from keel.store._auth import SqlAuth
     from keel.store._data import SqlData
+    from keel.store._deploy import SqlDeployments
     from keel.store._registry import SqlRegistry
 from keel.store.base import (
     MAX_RESULTS_LIMIT,
@@ -54,7 +55,7 @@ from keel.store.base import (
 __all__ = ["HEAD_REVISION", "RunRows", "SqlStore", "normalize_url"]
 
 #: The newest Alembic revision; tests check it matches the migration scripts.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
 _LOAD_RUNS = (
@@ -199,6 +200,13 @@ class SqlStore(Store):
         from keel.store._data import SqlData
 
         return SqlData(self)
+
+    @property
+    def deployments(self) -> SqlDeployments:
+        """Deployments, the prediction log and feedback sharing this store's engine."""
+        from keel.store._deploy import SqlDeployments
+
+        return SqlDeployments(self)
 
     @property
     def registry(self) -> SqlRegistry:
