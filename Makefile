@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 # This machine kind keeps the CPU build of torch in /opt/wheels; uv does not read pip.conf.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-server bench-data bench-validation bench-scale clean
+.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-server bench-data bench-validation bench-serving bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -55,6 +55,9 @@ bench-data: install-test
 
 bench-validation: install-test
 	$(PY) benchmarks/data/validation.py
+
+bench-serving: install-test
+	$(PY) benchmarks/serving/run.py
 
 bench-scale: install
 	$(PY) benchmarks/scale/run.py

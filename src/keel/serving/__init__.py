@@ -16,18 +16,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.serving._build import BuildModel, BuildSpec, write_bundle
 from keel.serving._deploy import Deployment, Deployments, VersionStats
 from keel.serving._policy import KINDS, Guards, Policy
+from keel.serving._stats import DECISIONS, ABReport, ArmStats, SampleSize, analyze, sample_size
 
 __all__ = [
+    "DECISIONS",
     "KINDS",
+    "ABReport",
+    "ArmStats",
+    "BuildModel",
+    "BuildSpec",
     "Deployment",
     "Deployments",
     "Guards",
     "Policy",
+    "SampleSize",
     "VersionStats",
     "ab",
     "ab_status",
+    "analyze",
     "bluegreen",
     "canary",
     "create_deployment",
@@ -36,11 +45,13 @@ __all__ = [
     "list_deployments",
     "promote",
     "rollback",
+    "sample_size",
     "set_traffic",
     "shadow",
     "status",
     "switch",
     "tick",
+    "write_bundle",
 ]
 
 
