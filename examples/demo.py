@@ -1,12 +1,17 @@
-"""keel demo: version and validate data, train churn models with tracking, register the best.
+"""keel demo: version and validate data, train churn models with tracking, register the best,
+serve it, and roll out the runner-up as a canary guarded by live feedback.
 
 Run with ``make demo`` (or ``python examples/demo.py``). Everything lands in the
-embedded store (``.keel/`` here: SQLite + a local object folder). Later issues
-grow this into the whole loop: deploy, monitor, retrain.
+embedded store (``.keel/`` here: SQLite + a local object folder); the model server
+runs on 127.0.0.1. Later issues grow this into the whole loop: monitor, retrain.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -240,8 +245,111 @@ def register(best: keel.Run, X_check: pd.DataFrame) -> None:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _deploy_champion() -> None:
+    """Deployment ``churn`` serving the champion (re-runs switch it to the new champion)."""
+    from keel import serving
+    from keel.exceptions import AlreadyExistsError
+
+    try:
+        serving.create_deployment(MODEL, f"models:/{MODEL}@champion", reason="demo: champion")
+    except AlreadyExistsError:
+        dep = serving.get_deployment(MODEL)
+        if dep.policy.kind != "single":
+            dep = serving.rollback(MODEL, reason="demo re-run")
+        champion = serving.Deployments().pin(f"models:/{MODEL}@champion")
+        if dep.policy.primary != champion:
+            serving.bluegreen(MODEL, f"models:/{MODEL}@champion", reason="demo re-run")
+            serving.switch(MODEL, reason="demo re-run: serve the new champion")
+
+
+def serve_and_canary(runner_up: keel.Run, df: pd.DataFrame) -> None:
+    """Serve the champion, send traffic with feedback, then canary the runner-up."""
+    import httpx
+
+    import keel.registry as registry
+    from keel import serving
+
+    challenger = registry.register_model(
+        f"runs:/{runner_up.run_id}/model", MODEL, description=f"{runner_up.name} (runner-up)"
+    )
+    _deploy_champion()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = keel.get_client().settings.home / "serve.log"
+    env = {**os.environ, "KEEL_FLUSH_INTERVAL": "0.2"}
+    cmd = [sys.executable, "-m", "keel", "serve", "--port", str(port), "--deployment", MODEL]
+    with log.open("ab") as out:
+        server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"keel serve did not start; see {log}")
+            X, y = features(df), df["churned"].to_numpy()
+            rows = X.to_dict(orient="records")
+
+            def traffic(n: int, start: int) -> None:
+                for i in range(start, start + n):
+                    j = i % len(rows)
+                    r = http.post(f"/v1/deployments/{MODEL}/predict", json={"records": [rows[j]]})
+                    r.raise_for_status()
+                    rid = r.json()["request_id"]
+                    http.post("/v1/feedback", json={"request_id": rid, "labels": [int(y[j])]})
+
+            t0 = time.perf_counter()
+            traffic(300, 0)
+            console.print(
+                f"Serving [bold]{MODEL}[/] at {url}: 300 requests with feedback in "
+                f"{time.perf_counter() - t0:.1f} s."
+            )
+            serving.canary(
+                MODEL,
+                f"models:/{MODEL}/{challenger.version}",
+                steps=(0.25, 0.5, 1.0),
+                step_seconds=2.0,
+                guards=serving.Guards(
+                    max_error_rate=0.02, max_quality_drop=0.03, min_requests=40, min_feedback=40
+                ),
+                reason=f"demo: try the runner-up {runner_up.name}",
+            )
+            sent = 300
+            while serving.get_deployment(MODEL).policy.kind == "canary" and sent < 5_000:
+                traffic(50, sent)
+                sent += 50
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    status = serving.status(MODEL)
+    table = Table(title=f"deployment {MODEL}: revision {status['revision']}")
+    for col in ("revision", "action", "serving", "why"):
+        table.add_column(col)
+    for rev in serving.history(MODEL):
+        p = rev.policy
+        cand = f" + {p['candidate']} ({p['kind']} {p['weight']:.0%})" if p.get("candidate") else ""
+        table.add_row(str(rev.revision), rev.action, p["primary"] + cand, rev.reason or "")
+    console.print(table)
+    console.print(
+        f"Now serving {status['policy']['primary']}.\n"
+        f"  keel deploy status {MODEL}\n  keel deploy history {MODEL}\n"
+        f"  keel serve --deployment {MODEL}   # then POST /v1/deployments/{MODEL}/predict"
+    )
+
+
 def main() -> None:
-    """Generate and version data, validate, train, compare, register."""
+    """Generate and version data, validate, train, compare, register, serve, canary."""
     t0 = time.perf_counter()
     with console.status("generating a churn dataset"):
         df = make_churn()
@@ -253,6 +361,11 @@ def main() -> None:
     best = show(parent_id)
     with console.status("registering the best model"):
         register(best, features(df).head(100))
+    runner_up = keel.search_runs(
+        EXPERIMENT, filter=f"parent_run_id = '{parent_id}'", order_by=["metrics.auc DESC"]
+    )[1]
+    with console.status("serving the champion, then a canary of the runner-up"):
+        serve_and_canary(runner_up, make_churn(n=5_000, seed=11))
     console.print(f"[dim]done in {time.perf_counter() - t0:.1f} s[/]")
 
 

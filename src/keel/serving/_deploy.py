@@ -300,7 +300,8 @@ class Deployments:
 
     def _idle(self, name: str, kind: str) -> Deployment:
         dep = self.get(name)
-        if dep.policy.kind != "single":
+        # blue-green's idle colour is a warm standby, not an experiment: it may be replaced
+        if dep.policy.kind not in ("single", "bluegreen"):
             raise InvalidStateError(
                 f"Deployment '{name}' is running a {dep.policy.kind} of "
                 f"{dep.policy.candidate}: promote or roll it back before starting a {kind}.",
@@ -591,7 +592,10 @@ class Deployments:
             and prim.labelled >= g.min_feedback
         ):
             ca, pa = cand.accuracy or 0.0, prim.accuracy or 0.0
-            if pa - ca > g.max_quality_drop:
+            # the drop must exceed the limit AND be significant (one-sided z test, 95 %), so
+            # a few unlucky labels do not roll back a model that is as good
+            se = (ca * (1 - ca) / cand.labelled + pa * (1 - pa) / prim.labelled) ** 0.5
+            if pa - ca > g.max_quality_drop and (pa - ca) > 1.645 * se:
                 return (
                     f"accuracy {ca:.3f} of {cand.version} is {pa - ca:.3f} below the primary's "
                     f"{pa:.3f} ({cand.labelled} vs {prim.labelled} labelled rows), more than "
