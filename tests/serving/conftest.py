@@ -42,6 +42,11 @@ def records(X: pd.DataFrame) -> list[dict[str, float]]:
 @pytest.fixture
 def registered(keel_home: Path) -> dict[int, str]:
     """Versions 1-4 of model ``churn`` (see the module docstring): {version: uri}."""
+    return register_models()
+
+
+def register_models() -> dict[int, str]:
+    """Register versions 1-4 of ``churn`` in the current configuration's stores."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     import keel
