@@ -94,7 +94,7 @@ class ServeProcess:
     def start(self, timeout: float = 90.0) -> ServeProcess:
         """Start and wait until /readyz answers 200."""
         cmd = [sys.executable, "-m", "keel", "serve", "--port", str(self.port), *self.args]
-        env = server_env(self.home, KEEL_FLUSH_INTERVAL="0.2", **self.env)
+        env = server_env(self.home, **{"KEEL_FLUSH_INTERVAL": "0.2", **self.env})
         env["PYTHONPATH"] = str(ROOT)  # the test models (tests.serving.models) import from here
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -97,8 +97,11 @@ def serve_cmd(
         "warning"
     ),
 ) -> None:
-    """Serve deployments over HTTP: /v1/deployments/NAME/predict, KServe V2 under /v2,
-    /healthz, /readyz and /metrics. Policy changes apply within a second, no restart."""
+    """Serve deployments over HTTP (predict, feedback, KServe V2, health, metrics).
+
+    Endpoints: /v1/deployments/NAME/predict, /v1/feedback, /v2/..., /healthz, /readyz
+    and /metrics. Policy changes apply within a second, with no restart.
+    """
     import tempfile
 
     from keel.exceptions import KeelError

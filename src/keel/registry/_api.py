@@ -148,8 +148,15 @@ class Registry:
 
         flush()  # the metrics snapshot must include points still buffered in this process
         run = self.client.get_run(run_id)
-        nodes = self._reg.lineage(f"run:{run_id}", "up", 1)
-        datasets = [n for n in nodes[0][1:] if n.startswith("dataset:")]
+        _, edges = self._reg.lineage(f"run:{run_id}", "up", 1)
+        # datasets the run read as inputs; not the ones it was only evaluated on
+        datasets = list(
+            dict.fromkeys(
+                src
+                for src, dst, relation in edges
+                if dst == f"run:{run_id}" and src.startswith("dataset:") and relation == "input"
+            )
+        )
         mv = self._reg.create_version(
             name,
             actor=self.actor,

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -507,7 +508,7 @@ class ServingApp:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*_JSON, *headers] if headers is not None else _JSON,
+                "headers": _JSON if not headers else _with_type(headers),
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -638,7 +639,7 @@ class ServingApp:
         key: str | None = None
         for k, v in scope["headers"]:
             if k == b"x-request-id":
-                request_id = v.decode("latin-1")[:64]
+                request_id = _request_id(v.decode("latin-1"), "X-Request-Id")
             elif k == b"x-keel-key":
                 key = v.decode("latin-1")
         rid = request_id or uuid.uuid4().hex
@@ -817,6 +818,11 @@ class ServingApp:
             if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
                 problems.append({"index": i, "problem": "needs a string request_id"})
                 continue
+            if not _REQUEST_ID.fullmatch(item["request_id"]):
+                problems.append(
+                    {"index": i, "problem": "request_id must be 1-64 printable ASCII characters"}
+                )
+                continue
             value, labels = item.get("value"), item.get("labels", item.get("label"))
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
@@ -834,10 +840,7 @@ class ServingApp:
             rows.append({"request_id": item["request_id"], "value": value, "labels": labels})
         if problems:
             raise HttpError(
-                422,
-                "invalid_input",
-                "Some feedback is not valid.",
-                {"problems": str(problems[:20])},
+                422, "invalid_input", "Some feedback is not valid.", {"problems": problems[:20]}
             )
         assert self._deployments is not None
         store = self._deployments._store
@@ -868,6 +871,14 @@ class ServingApp:
             live = self._live(parts[1])
             rest = parts[2:]
             if rest[:1] == ["versions"] and len(rest) >= 2:
+                served = {ref.rsplit("/", 1)[1] for ref in live.policy.versions}
+                if rest[1] not in served:
+                    raise HttpError(
+                        404,
+                        "not_found",
+                        f"Deployment '{live.name}' does not serve version {rest[1]} "
+                        f"(it serves {', '.join(sorted(served))}).",
+                    )
                 rest = rest[2:]
             if not rest:
                 return 200, orjson.dumps(self._kserve_metadata(live)), None
@@ -913,6 +924,15 @@ class ServingApp:
                     400, "invalid_input", f"inputs[{i}] needs name, shape, datatype, data."
                 )
             shape, data = tensor.get("shape") or [], tensor["data"]
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
+                raise HttpError(
+                    400,
+                    "invalid_input",
+                    f"inputs[{i}].shape must be a list of non-negative integers, "
+                    f"got {shape!r:.80}.",
+                )
             if len(shape) == 2 and shape[1] != 1 and len(body["inputs"]) == 1:
                 flat = _flatten(data)
                 width = int(shape[1])
@@ -925,7 +945,7 @@ class ServingApp:
                 }
             else:
                 columns[str(tensor["name"])] = _flatten(data)
-        request_id = str(body.get("id") or uuid.uuid4().hex)[:64]
+        request_id = _request_id(body.get("id"), "id") or uuid.uuid4().hex
         result = await self.predict(
             live, rows_body or {"columns": columns}, "predict", request_id, request_id
         )
@@ -967,6 +987,30 @@ _V2_TYPES = {
 _INTERNAL = HttpError(
     500, "internal_error", "The server failed on this request; its log has the details."
 )
+
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def _request_id(value: Any, where: str) -> str | None:
+    """A caller's request id: 1-64 printable ASCII characters (it is echoed in a header)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise HttpError(
+            400,
+            "invalid_input",
+            f"{where} must be 1 to 64 printable ASCII characters without spaces, "
+            f"got {str(value)[:80]!r}.",
+        )
+    return value
+
+
+def _with_type(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with a JSON content type unless they set one."""
+    if any(k == b"content-type" for k, _ in headers):
+        return headers
+    return [*_JSON, *headers]
 
 
 def _flatten(data: Any) -> list[Any]:

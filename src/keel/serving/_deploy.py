@@ -413,7 +413,11 @@ class Deployments:
         return self._write(dep, p.replace(**changes), "set_traffic", reason)
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
-        """The candidate becomes the only version; the old primary stays loaded as fallback."""
+        """The new version becomes the only one; the old stays loaded as fallback.
+
+        The new version is the candidate (canary, shadow, challenger, a staged colour),
+        or, after a blue-green switch, the colour now live.
+        """
         dep = self.get(name)
         p = dep.policy
         if p.candidate is None:
@@ -421,7 +425,17 @@ class Deployments:
                 f"Deployment '{name}' serves only {p.primary}: there is no candidate to promote.",
                 name=name,
             )
+        if p.kind == "bluegreen" and self._switched(name):
+            # after a switch the new colour is already live: keep it, drop the idle old one
+            return self._write(dep, self._single(p, p.primary, p.candidate), "promote", reason)
         return self._write(dep, self._single(p, p.candidate, p.primary), "promote", reason)
+
+    def _switched(self, name: str) -> bool:
+        """Has the current blue-green pair been switched (since it was staged)?"""
+        for rev in reversed(self.history(name)):
+            if rev.action in ("switch", "bluegreen"):
+                return rev.action == "switch"
+        return False
 
     @staticmethod
     def _single(p: Policy, primary: str, fallback: str | None) -> Policy:
@@ -446,7 +460,10 @@ class Deployments:
         if p.kind in ("canary", "shadow", "ab"):
             policy = self._single(p, p.primary, p.fallback)
         elif p.kind == "bluegreen" and p.candidate is not None:
-            policy = p.replace(primary=p.candidate, candidate=p.primary, fallback=p.primary)
+            if self._switched(name):  # switch back; the new colour stays loaded, idle
+                policy = p.replace(primary=p.candidate, candidate=p.primary, fallback=p.primary)
+            else:  # staged but never live: drop it
+                policy = self._single(p, p.primary, p.fallback)
         else:
             previous = self._previous_primary(name, p.primary)
             if previous is None:

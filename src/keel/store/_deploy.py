@@ -343,6 +343,8 @@ class SqlDeployments:
             }
             for r in rows
         ]
+        # one row per request id (the last wins): an upsert may not touch a row twice
+        values = list({v["request_id"]: v for v in values}.values())
         ids = [v["request_id"] for v in values]
         with self.store._tx() as conn:
             insert = self.store._insert(t.feedback)
