@@ -1,17 +1,24 @@
-"""keel demo: version and validate data, train churn models with tracking, register the best,
-serve it, and roll out the runner-up as a canary guarded by live feedback.
+"""keel demo: the whole loop on the embedded store.
 
-Run with ``make demo`` (or ``python examples/demo.py``). Everything lands in the
-embedded store (``.keel/`` here: SQLite + a local object folder); the model server
-runs on 127.0.0.1. Later issues grow this into the whole loop: monitor, retrain.
+Generate a churn dataset and version it -> validate -> train and track candidates ->
+register the best (card, lineage, audit) -> deploy and serve it -> send traffic with
+feedback -> the incoming data shifts -> the monitor detects drift -> alert (a webhook on
+127.0.0.1) -> retrain on the new data -> gate against the champion -> canary ->
+promote, then a summary of what happened and where to look.
+
+Run with ``make demo`` (or ``python examples/demo.py``; ``KEEL_DEMO_QUICK=1`` for the
+shortened loop the tests run). Everything lands in ``.keel/`` here (SQLite + a local
+object folder); the model server runs on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +28,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
+from churn_pipeline import DATASET, features, make_churn
 from rich.console import Console
 from rich.table import Table
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -36,45 +43,7 @@ import keel
 
 EXPERIMENT = "churn-demo"
 MODEL = "churn"
-DATASET = "churn-customers"
 console = Console()
-
-
-def make_churn(n: int = 20_000, seed: int = 7) -> pd.DataFrame:
-    """A churn-like customer table with a known, non-linear churn mechanism."""
-    rng = np.random.default_rng(seed)
-    tenure = rng.gamma(2.0, 12.0, n).clip(0, 72)
-    monthly = rng.normal(65, 25, n).clip(15, 150)
-    support_calls = rng.poisson(1.5, n)
-    contract = rng.choice(["month-to-month", "one-year", "two-year"], n, p=[0.55, 0.25, 0.2])
-    plan = rng.choice(["basic", "plus", "premium"], n, p=[0.5, 0.35, 0.15])
-    autopay = rng.random(n) < 0.45
-    logit = (
-        -1.2
-        - 0.05 * tenure
-        + 0.02 * (monthly - 65)
-        + 0.45 * support_calls
-        + np.where(contract == "month-to-month", 1.3, np.where(contract == "one-year", 0.0, -1.1))
-        - 0.6 * autopay
-        + 0.3 * (plan == "premium") * (support_calls > 2)
-    )
-    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pd.DataFrame(
-        {
-            "tenure_months": tenure.round(1),
-            "monthly_charges": monthly.round(2),
-            "support_calls": support_calls,
-            "contract": contract,
-            "plan": plan,
-            "autopay": autopay,
-            "churned": churn.astype(int),
-        }
-    )
-
-
-def features(df: pd.DataFrame) -> pd.DataFrame:
-    """One-hot encode the categorical columns."""
-    return pd.get_dummies(df.drop(columns="churned"), columns=["contract", "plan"], dtype=float)
 
 
 def _logreg(c: float) -> Any:
@@ -126,8 +95,8 @@ def version_and_validate(df: pd.DataFrame) -> str:
     return v.uri
 
 
-def train_all(ref: str) -> str:
-    """Train every candidate in a parent run on dataset version ``ref``; return its id."""
+def train_all(ref: str, *, quick: bool = False) -> str:
+    """Train the candidates in a parent run on dataset version ``ref``; return its id."""
     df = keel.data.get_table(ref).to_pandas()  # verified against its hash
     X = features(df)
     y = df["churned"].to_numpy()
@@ -138,7 +107,7 @@ def train_all(ref: str) -> str:
         keel.seed_everything(0)
         keel.log_params({"rows": len(df), "features": X.shape[1], "test_size": 0.25})
         keel.log_table(df.head(1000), "data/sample.parquet")
-        for name, build, params in CANDIDATES:
+        for name, build, params in CANDIDATES[:3] if quick else CANDIDATES:
             with keel.start_run(run_name=name, nested=True):
                 keel.data.get_table(ref)  # read inside the run: lineage dataset -> run
                 model = build()
@@ -268,104 +237,238 @@ def _deploy_champion() -> None:
             serving.switch(MODEL, reason="demo re-run: serve the new champion")
 
 
-def serve_and_canary(runner_up: keel.Run, df: pd.DataFrame) -> None:
-    """Serve the champion, send traffic with feedback, then canary the runner-up."""
+class _AlertInbox:
+    """A webhook receiver on 127.0.0.1 standing in for Slack: prints what it receives."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        inbox = self
+        self.messages: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                inbox.messages.append(body)
+                console.print(f"[bold magenta]webhook received:[/] {body['text']}")
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slack"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class _Server:
+    """``keel serve`` in a child process on a free port."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = keel.get_client().settings.home / "serve.log"
+        env = {**os.environ, "KEEL_FLUSH_INTERVAL": "0.2"}
+        cmd = [sys.executable, "-m", "keel", "serve", "--port", str(port), "--deployment", MODEL]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, http: Any) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if http.get("/readyz").status_code == 200:
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"keel serve did not start; see {self.log}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _traffic(http: Any, df: pd.DataFrame, n: int, offset: int = 0) -> None:
+    """``n`` single-row requests, each followed by its true label as feedback."""
+    X, y = features(df), df["churned"].to_numpy()
+    rows = X.to_dict(orient="records")
+    for i in range(offset, offset + n):
+        j = i % len(rows)
+        r = http.post(f"/v1/deployments/{MODEL}/predict", json={"records": [rows[j]]})
+        r.raise_for_status()
+        http.post(
+            "/v1/feedback", json={"request_id": r.json()["request_id"], "labels": [int(y[j])]}
+        )
+
+
+def serve_monitor_retrain(jan: pd.DataFrame, sizes: dict[str, int]) -> dict[str, Any]:
+    """Deploy, serve, monitor; shift the data; let the agent alert, retrain, gate and canary."""
     import httpx
 
+    from keel import serving
+    from keel.monitoring._agent import Agent
+    from keel.monitoring._monitors import AlertSpec, Monitors, RetrainSpec
+
+    _deploy_champion()
+    inbox = _AlertInbox()
+    server = _Server()
+    out: dict[str, Any] = {}
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            server.wait_ready(http)
+            feb = make_churn(n=sizes["customers"], seed=21, month=1)
+            holdout = make_churn(n=sizes["holdout"], seed=22, month=1)
+            keel.data.log_table(
+                pd.concat([features(holdout), holdout[["churned"]]], axis=1),
+                name="churn-holdout",
+                message="February holdout (features + label) for the retraining gate",
+            )
+            Monitors().create(
+                "churn-drift",
+                replace=True,
+                deployment=MODEL,
+                reference=features(jan),
+                every_seconds=1.0,
+                window_seconds=600.0,
+                min_rows=100,
+                performance_metric="accuracy",
+                performance_min=0.7,
+                alert=AlertSpec(targets=("log", inbox.url), cooldown_seconds=600),
+                retrain=RetrainSpec(
+                    entry_point="churn_pipeline:retrain",
+                    model=MODEL,
+                    gate_dataset="churn-holdout",
+                    label="churned",
+                    metric="roc_auc",
+                    margin=0.01,
+                    slices=("autopay",),
+                    canary_steps=(0.3, 1.0),
+                    canary_step_seconds=2.0,
+                    guards={"max_error_rate": 0.02, "min_requests": 30},
+                ),
+            )
+            t0 = time.perf_counter()
+            _traffic(http, jan, sizes["traffic"])
+            console.print(
+                f"Serving [bold]{MODEL}[/] at {server.url}: {sizes['traffic']} January "
+                f"requests with feedback in {time.perf_counter() - t0:.1f} s."
+            )
+            time.sleep(0.5)  # the server flushes its prediction log every 0.2 s
+            agent = Agent(poll_interval=1.0)
+            first = agent.run_once()
+            console.print(f"Monitor on January traffic: {first['evaluated']['churn-drift']}.")
+            keel.data.log_table(feb, name=DATASET, message="February export (shifted)")
+            _traffic(http, feb, sizes["drifted"], offset=0)
+            console.print(
+                f"Sent {sizes['drifted']} February requests (newer customers, pricier plans)."
+            )
+            time.sleep(0.5)  # the server flushes its prediction log every 0.2 s
+            with console.status("agent: checking drift, alerting, retraining, gating"):
+                second = agent.run_once()
+            run = Monitors().runs("churn-drift", limit=1)[0]
+            out["monitor"] = run
+            retrain = run.summary.get("retrain", {})
+            gate = retrain.get("gate", {})
+            console.print(
+                f"Monitor: [bold red]{run.status}[/] — drifted: "
+                f"{', '.join(run.summary.get('drifted_columns', []))}; accuracy "
+                f"{(run.summary.get('performance') or {}).get('accuracy', float('nan')):.3f}; "
+                f"alerts delivered: {second['delivered']}."
+            )
+            if gate:
+                console.print(
+                    f"Retrained in run {retrain['run_id'][:8]}; gate ({gate['metric']} on "
+                    f"{gate['rows']} held-out rows): candidate {gate['candidate']:.4f} vs champion "
+                    f"{gate['champion']:.4f} -> "
+                    + ("[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
+                )
+            deadline = time.monotonic() + sizes["canary_seconds"]
+            sent = sizes["drifted"]
+            with console.status("canary of the retrained model: traffic and feedback"):
+                while (
+                    serving.get_deployment(MODEL).policy.kind == "canary"
+                    and time.monotonic() < deadline
+                ):
+                    _traffic(http, feb, 40, offset=sent)
+                    sent += 40
+    finally:
+        server.stop()
+        inbox.server.shutdown()
+    out["alerts"] = inbox.messages
+    return out
+
+
+def summary(loop: dict[str, Any]) -> None:
+    """What happened, and where to look."""
     import keel.registry as registry
     from keel import serving
 
-    challenger = registry.register_model(
-        f"runs:/{runner_up.run_id}/model", MODEL, description=f"{runner_up.name} (runner-up)"
-    )
-    _deploy_champion()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = keel.get_client().settings.home / "serve.log"
-    env = {**os.environ, "KEEL_FLUSH_INTERVAL": "0.2"}
-    cmd = [sys.executable, "-m", "keel", "serve", "--port", str(port), "--deployment", MODEL]
-    with log.open("ab") as out:
-        server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        with httpx.Client(base_url=url, timeout=10) as http:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                raise RuntimeError(f"keel serve did not start; see {log}")
-            X, y = features(df), df["churned"].to_numpy()
-            rows = X.to_dict(orient="records")
-
-            def traffic(n: int, start: int) -> None:
-                for i in range(start, start + n):
-                    j = i % len(rows)
-                    r = http.post(f"/v1/deployments/{MODEL}/predict", json={"records": [rows[j]]})
-                    r.raise_for_status()
-                    rid = r.json()["request_id"]
-                    http.post("/v1/feedback", json={"request_id": rid, "labels": [int(y[j])]})
-
-            t0 = time.perf_counter()
-            traffic(300, 0)
-            console.print(
-                f"Serving [bold]{MODEL}[/] at {url}: 300 requests with feedback in "
-                f"{time.perf_counter() - t0:.1f} s."
-            )
-            serving.canary(
-                MODEL,
-                f"models:/{MODEL}/{challenger.version}",
-                steps=(0.25, 0.5, 1.0),
-                step_seconds=2.0,
-                guards=serving.Guards(
-                    max_error_rate=0.02, max_quality_drop=0.03, min_requests=40, min_feedback=40
-                ),
-                reason=f"demo: try the runner-up {runner_up.name}",
-            )
-            sent = 300
-            while serving.get_deployment(MODEL).policy.kind == "canary" and sent < 5_000:
-                traffic(50, sent)
-                sent += 50
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     status = serving.status(MODEL)
-    table = Table(title=f"deployment {MODEL}: revision {status['revision']}")
-    for col in ("revision", "action", "serving", "why"):
+    table = Table(title=f"deployment {MODEL}: history")
+    for col in ("rev", "action", "serving", "why"):
         table.add_column(col)
     for rev in serving.history(MODEL):
         p = rev.policy
-        cand = f" + {p['candidate']} ({p['kind']} {p['weight']:.0%})" if p.get("candidate") else ""
-        table.add_row(str(rev.revision), rev.action, p["primary"] + cand, rev.reason or "")
+        cand = f" + {p['candidate']} ({p['kind']})" if p.get("candidate") else ""
+        table.add_row(str(rev.revision), rev.action, p["primary"] + cand, (rev.reason or "")[:70])
     console.print(table)
+    serving_now = status["policy"]["primary"]
+    report = keel.get_client().settings.home / "reports" / "churn-drift.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    from keel.monitoring._monitors import Monitors
+
+    report.write_bytes(Monitors().report("churn-drift", html=True))
+    lineage = keel.lineage(f"models:/{serving_now}")
+    events = registry.audit()[-10:]
+    runs = keel.search_runs(EXPERIMENT) + keel.search_runs(f"retrain-{MODEL}")
+    versions = registry.list_versions(MODEL)
     console.print(
-        f"Now serving {status['policy']['primary']}.\n"
-        f"  keel deploy status {MODEL}\n  keel deploy history {MODEL}\n"
-        f"  keel serve --deployment {MODEL}   # then POST /v1/deployments/{MODEL}/predict"
+        f"Runs: {len(runs)}; versions of {MODEL}: {len(versions)}; now serving "
+        f"[bold]{serving_now}[/].\n"
+        f"Drift report: {report}\n"
+        f"Lineage of {serving_now} (what it came from):\n"
+        + "".join(f"  {src} --{rel}--> {dst}\n" for src, dst, rel in lineage.edges)
+        + f"Alerts received by the webhook: {len(loop['alerts'])}\n"
+        "Audit trail (latest):"
+    )
+    for e in events:
+        console.print(f"  {e.seq:>3} {e.action:<22} {e.object:<34} {e.actor}")
+    checked, problem = registry.verify_audit()
+    console.print(
+        f"Audit chain: {checked} events, {'intact' if problem is None else 'BROKEN: ' + problem}.\n"
+        f"Look deeper:\n  keel deploy history {MODEL}\n  keel monitor runs churn-drift\n"
+        f"  keel monitor report churn-drift -o drift.html\n  keel monitor alerts\n"
+        f"  keel lineage models:/{serving_now}\n  keel audit log"
     )
 
 
 def main() -> None:
-    """Generate and version data, validate, train, compare, register, serve, canary."""
+    """The whole loop on the embedded store (KEEL_DEMO_QUICK=1: a shortened loop)."""
+    quick = os.environ.get("KEEL_DEMO_QUICK") == "1"
+    sizes = (
+        {"customers": 6_000, "traffic": 150, "drifted": 300, "holdout": 3_000, "canary_seconds": 60}
+        if quick
+        else {"customers": 20_000, "traffic": 300, "drifted": 600, "holdout": 6_000,
+              "canary_seconds": 120}
+    )  # fmt: skip
     t0 = time.perf_counter()
     with console.status("generating a churn dataset"):
-        df = make_churn()
+        df = make_churn(n=sizes["customers"])
     console.print(f"{len(df):,} customers, churn rate {df['churned'].mean():.1%}")
     with console.status("versioning and validating the data"):
         ref = version_and_validate(df)
-    with console.status("training 5 candidate models with tracking"):
-        parent_id = train_all(ref)
+    with console.status("training candidate models with tracking"):
+        parent_id = train_all(ref, quick=quick)
     best = show(parent_id)
     with console.status("registering the best model"):
         register(best, features(df).head(100))
-    runner_up = keel.search_runs(
-        EXPERIMENT, filter=f"parent_run_id = '{parent_id}'", order_by=["metrics.auc DESC"]
-    )[1]
-    with console.status("serving the champion, then a canary of the runner-up"):
-        serve_and_canary(runner_up, make_churn(n=5_000, seed=11))
+    loop = serve_monitor_retrain(df, sizes)
+    summary(loop)
     console.print(f"[dim]done in {time.perf_counter() - t0:.1f} s[/]")
 
 

@@ -32,6 +32,7 @@ from keel.cli._data import data_app
 from keel.cli._governance import audit_app, lineage_cmd
 from keel.cli._import import import_app
 from keel.cli._models import models_app
+from keel.cli._monitor import agent_cmd, monitor_app
 from keel.cli._serve import build_cmd, deploy_app, predict_cmd, serve_cmd
 from keel.cli._users import users_app
 from keel.exceptions import InvalidSpecError, KeelError, NotFoundError, PermissionDeniedError
@@ -136,6 +137,8 @@ app.command("serve", rich_help_panel="Serving")(serve_cmd)
 app.add_typer(deploy_app, name="deploy", rich_help_panel="Serving")
 app.command("predict", rich_help_panel="Serving")(predict_cmd)
 app.command("build", rich_help_panel="Serving")(build_cmd)
+app.add_typer(monitor_app, name="monitor", rich_help_panel="Monitoring")
+app.command("agent", rich_help_panel="Monitoring")(agent_cmd)
 
 
 # -- shared helpers ---------------------------------------------------------------------------

@@ -342,7 +342,8 @@ class SqlData:
         return [_version(r.name, r) for r in rows]
 
     def referenced_blobs(self) -> set[str]:
-        """Digests named directly by metadata rows: datasets, runs and model versions.
+        """Digests named directly by metadata rows: datasets, runs, model versions, and
+        monitors' references and reports.
 
         Blobs named only *inside* a manifest are added by the caller, which can read
         manifests from the object store.
@@ -357,6 +358,11 @@ class SqlData:
             ):
                 found.add(digest)
                 found |= set(_digests_in(json.loads(extra) if extra else {}))
+            for spec in conn.execute(sa.select(t.monitors.c.spec)).scalars():
+                found |= set(_digests_in(json.loads(spec)))
+            r = t.monitor_runs.c
+            for report, html in conn.execute(sa.select(r.report_digest, r.html_digest)):
+                found |= {d for d in (report, html) if d}
         return found
 
     def model_manifests(self) -> Sequence[str]:

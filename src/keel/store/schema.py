@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alerts",
     "api_tokens",
     "approval_requests",
     "approval_votes",
@@ -48,6 +49,8 @@ __all__ = [
     "model_aliases",
     "model_version_tags",
     "model_versions",
+    "monitor_runs",
+    "monitors",
     "params",
     "predictions",
     "registered_model_tags",
@@ -449,4 +452,58 @@ feedback = Table(
     Column("value", Double),  # a numeric outcome (A/B metric)
     Column("labels", Text),  # JSON list: the true label of each row
     Column("actor", String(250)),
+)
+
+# -- monitoring (migration 0006) ----------------------------------------------------------
+
+#: A monitor: what to watch, against which reference, how often, and what to do about it.
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False, unique=True),
+    Column("spec", Text, nullable=False),  # JSON: target, reference, tests, thresholds, actions
+    Column("enabled", Integer, nullable=False),
+    Column("next_run_at", BigInteger, nullable=False),
+    Column("lease_owner", String(250)),  # the agent running it now
+    Column("lease_until", BigInteger),
+    Column("created_by", String(250)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+#: One evaluation of a monitor: its verdict and where its report is.
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("monitor_id", BigId, ForeignKey("monitors.id"), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("status", String(16), nullable=False),  # ok | drift | insufficient | failed
+    Column("agent", String(250)),
+    Column("summary", Text),  # JSON: share drifted, drifted columns, performance, health
+    Column("report_digest", String(64)),  # the JSON report blob
+    Column("html_digest", String(64)),  # the HTML report blob
+    Index(None, "monitor_id", "started_at"),
+)
+
+#: Alerts: kept until delivered (retried with backoff), deduplicated by key within a cooldown.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("monitor", String(250), nullable=False),
+    Column("dedupe_key", String(300), nullable=False),
+    Column("severity", String(16), nullable=False),  # info | warning | critical
+    Column("title", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("created_at", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", BigInteger),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "dedupe_key", "created_at"),
 )

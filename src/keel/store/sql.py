@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from keel.store._auth import SqlAuth
     from keel.store._data import SqlData
     from keel.store._deploy import SqlDeployments
+    from keel.store._monitor import SqlMonitors
     from keel.store._registry import SqlRegistry
 from keel.store.base import (
     MAX_RESULTS_LIMIT,
@@ -55,7 +56,7 @@ from keel.store.base import (
 __all__ = ["HEAD_REVISION", "RunRows", "SqlStore", "normalize_url"]
 
 #: The newest Alembic revision; tests check it matches the migration scripts.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 _CHUNK = 5000  # rows per IN (...) / executemany chunk
 _LOAD_RUNS = (
@@ -207,6 +208,13 @@ class SqlStore(Store):
         from keel.store._deploy import SqlDeployments
 
         return SqlDeployments(self)
+
+    @property
+    def monitors(self) -> SqlMonitors:
+        """Monitors, their runs and alerts sharing this store's engine."""
+        from keel.store._monitor import SqlMonitors
+
+        return SqlMonitors(self)
 
     @property
     def registry(self) -> SqlRegistry:
