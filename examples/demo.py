@@ -311,8 +311,7 @@ def serve_monitor_retrain(jan: pd.DataFrame, sizes: dict[str, int]) -> dict[str,
     import httpx
 
     from keel import serving
-    from keel.monitoring._agent import Agent
-    from keel.monitoring._monitors import AlertSpec, Monitors, RetrainSpec
+    from keel.monitoring import Agent, AlertSpec, Monitors, RetrainSpec
 
     _deploy_champion()
     inbox = _AlertInbox()
@@ -420,7 +419,7 @@ def summary(loop: dict[str, Any]) -> None:
     serving_now = status["policy"]["primary"]
     report = keel.get_client().settings.home / "reports" / "churn-drift.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    from keel.monitoring._monitors import Monitors
+    from keel.monitoring import Monitors
 
     report.write_bytes(Monitors().report("churn-drift", html=True))
     lineage = keel.lineage(f"models:/{serving_now}")

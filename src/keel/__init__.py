@@ -87,7 +87,7 @@ _LAZY = {
     "RegisteredModel": "keel.entities",
     "PermissionDeniedError": "keel.exceptions",
 }
-_SUBPACKAGES = {"data"}
+_SUBPACKAGES = {"data", "monitoring", "serving"}
 _ERRORS = {
     "AlreadyExistsError",
     "BackendUnavailableError",

@@ -10,11 +10,16 @@
     report.drifted, report.share_drifted, report.columns["age"].statistic
     report.to_html("drift.html")                      # one self-contained file
 
-See ``docs/monitoring.md`` for the tests, thresholds and their justification.
+See ``docs/monitoring.md`` for the tests, thresholds and their justification, and
+``docs/agent.md`` for monitors of deployments, alerts, ``keel agent`` and retraining::
+
+    monitoring.Monitors().create("churn-drift", deployment="churn", reference="churn@3",
+                                 alert=monitoring.AlertSpec(targets=("https://hooks…",)))
 """
 
 from __future__ import annotations
 
+from keel.monitoring._agent import Agent
 from keel.monitoring._drift import (
     DEFAULT_MIN_ROWS,
     DEFAULT_TESTS,
@@ -22,6 +27,7 @@ from keel.monitoring._drift import (
     TESTS,
     check,
 )
+from keel.monitoring._monitors import AlertSpec, Monitors, MonitorSpec, RetrainSpec
 from keel.monitoring._performance import (
     classification_metrics,
     performance_windows,
@@ -43,10 +49,15 @@ __all__ = [
     "MAX_CATEGORIES",
     "NUMERIC_BINS",
     "TESTS",
+    "Agent",
+    "AlertSpec",
     "ColumnDrift",
     "ColumnReference",
     "DriftReport",
+    "MonitorSpec",
+    "Monitors",
     "Reference",
+    "RetrainSpec",
     "SchemaIssue",
     "check",
     "classification_metrics",

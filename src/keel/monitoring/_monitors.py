@@ -578,10 +578,5 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _html(report: Any) -> str:
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "report.html"
-        report.to_html(path)
-        return path.read_text(encoding="utf-8")
+    html: str = report.to_html()
+    return html
