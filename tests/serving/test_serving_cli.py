@@ -311,3 +311,15 @@ def test_build_writes_the_bundle(models: dict[int, str], tmp_path: Path) -> None
     assert "overwrite" in r.stderr.lower()
     r = invoke("build", "nope", "-o", str(tmp_path / "b2"), code=3)
     assert not (tmp_path / "b2").exists()
+
+
+def test_sample_size_plans_an_ab_test() -> None:
+    from keel.serving import sample_size
+
+    plan = as_json("deploy", "sample-size", "0.10", "0.02", "--json")
+    assert plan["control"] == plan["treatment"] == sample_size(0.10, 0.02).control
+    uneven = as_json("deploy", "sample-size", "0.10", "0.02", "--split", "20", "--json")
+    assert uneven["treatment"] < uneven["control"] and uneven["total"] > plan["total"]
+    out = invoke("deploy", "sample-size", "0.10", "0.02").stdout
+    assert f"{plan['control']:,}" in out
+    invoke("deploy", "sample-size", "0.10", "0.02", "--split", "100", code=2)

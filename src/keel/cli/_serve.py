@@ -357,6 +357,45 @@ def deploy_ab_status(
     cli.console.print(table)
 
 
+@deploy_app.command("sample-size")
+def deploy_sample_size(
+    baseline: Annotated[float, typer.Argument(help="Control's mean (a rate for binary).")],
+    mde: Annotated[float, typer.Argument(help="Smallest effect worth detecting.")],
+    relative: Annotated[bool, typer.Option(help="mde is relative (0.1 = +10%).")] = False,
+    metric: Annotated[str, typer.Option(help="binary or continuous.")] = "binary",
+    std: Annotated[float | None, typer.Option(help="Outcome std (continuous).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power.")] = 0.8,
+    split: Annotated[float, typer.Option(help="Challenger's share (0..1 or percent).")] = 50.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan an A/B test: outcomes needed per arm to detect MDE (fixed horizon).
+
+    The sequential test `ab-status` uses typically needs up to about twice this to
+    decide (docs/ab-testing.md).
+    """
+    from keel.serving import sample_size
+
+    share = _share(split)
+    if not 0 < share < 1:
+        raise typer.BadParameter("the split must be strictly between 0 and 1.")
+    if metric not in ("binary", "continuous"):
+        raise typer.BadParameter("use binary or continuous.", param_hint="--metric")
+    size = sample_size(
+        baseline, mde, std=std, alpha=alpha, power=power, relative=relative,
+        ratio=share / (1 - share), metric="continuous" if metric == "continuous" else "binary",
+    )  # fmt: skip
+    cli = _cli()
+    if as_json:
+        cli._print_json(size.to_dict())
+        return
+    cli.console.print(
+        f"control {size.control:,} + challenger {size.treatment:,} = {size.total:,} outcomes "
+        f"to detect {size.effect:+.4g} (alpha {alpha}, power {power}); the sequential test "
+        "may need up to about twice that."
+    )
+
+
 @deploy_app.command("tick")
 def deploy_tick(name: NameArg) -> None:
     """Judge a running canary once (servers do it every second)."""
