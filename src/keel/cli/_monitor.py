@@ -122,10 +122,13 @@ def _print_report(data: dict[str, Any]) -> None:
 @monitor_app.command("create")
 def monitor_create(
     name: NameArg,
-    deployment: Annotated[str, typer.Option(help="The deployment to watch.")],
+    deployment: Annotated[str | None, typer.Option(help="The deployment to watch.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Or a dataset: each new version is checked.")
+    ] = None,
     reference: Annotated[
         str, typer.Option(help="Reference: NAME@V (a table version), run:ID or a Parquet file.")
-    ],
+    ] = "",
     every: Annotated[float, typer.Option(help="Seconds between runs.")] = 3600.0,
     window: Annotated[float, typer.Option(help="Seconds of prediction log per run.")] = 3600.0,
     min_rows: Annotated[int, typer.Option(help="Fewer rows: insufficient data.")] = 200,
@@ -137,12 +140,16 @@ def monitor_create(
     performance_min: Annotated[float | None, typer.Option(help="Alert below this.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a monitor of a deployment against a reference (profiled once, now)."""
+    """Create a monitor of a deployment (or a dataset) against a reference (profiled once)."""
+    from keel.exceptions import InvalidSpecError
     from keel.monitoring._monitors import AlertSpec
 
+    if not reference:
+        raise InvalidSpecError("--reference is required (NAME@V, run:ID or a Parquet file).")
     record = _monitors().create(
         name,
         deployment=deployment,
+        dataset=dataset,
         reference=reference,
         every_seconds=every,
         window_seconds=window,
@@ -155,7 +162,7 @@ def monitor_create(
     if as_json:
         cli._print_json(record.spec)
     else:
-        cli._say(f"monitor {name} watches {deployment} every {every:g} s", "green")
+        cli._say(f"monitor {name} watches {deployment or dataset} every {every:g} s", "green")
 
 
 @monitor_app.command("list")
@@ -166,10 +173,11 @@ def monitor_list(as_json: JsonOption = False) -> None:
     if as_json:
         cli._print_json([{"name": r.name, "enabled": r.enabled, **r.spec} for r in records])
         return
-    table = cli._table("Name", "Deployment", "Every", "Window", "Enabled", "Next run")
+    table = cli._table("Name", "Watches", "Every", "Window", "Enabled", "Next run")
     for r in records:
         table.add_row(
-            r.name, r.spec["deployment"], f"{r.spec['every_seconds']:g} s",
+            r.name, r.spec.get("deployment") or f"dataset {r.spec.get('dataset')}",
+            f"{r.spec['every_seconds']:g} s",
             f"{r.spec['window_seconds']:g} s", "yes" if r.enabled else "no",
             fmt.format_time(r.next_run_at),
         )  # fmt: skip

@@ -15,7 +15,7 @@ __all__ = ["REGISTRY", "record_alert_states", "record_run", "render"]
 _lock = threading.Lock()
 _metrics: dict[str, Any] = {}
 REGISTRY: Any = None
-STATUSES = ("ok", "drift", "degraded", "insufficient", "failed")
+STATUSES = ("ok", "drift", "degraded", "insufficient", "unchanged", "failed")
 
 
 def _get() -> dict[str, Any]:

@@ -108,8 +108,9 @@ class MonitorSpec:
     """What a monitor watches and does (stored as JSON).
 
     Attributes:
-        deployment: the deployment whose prediction log is checked.
         reference_digest: the stored reference profile (a blob).
+        deployment: the deployment whose prediction log is checked, or
+        dataset: a dataset whose every new version is checked (exactly one of the two).
         every_seconds: how often the agent runs it.
         window_seconds: how much of the prediction log each run reads.
         min_rows: fewer rows in the window is "insufficient data" (never an alarm).
@@ -120,8 +121,9 @@ class MonitorSpec:
         alert: where alerts go; retrain: the trigger (None: alert only).
     """
 
-    deployment: str
     reference_digest: str
+    deployment: str | None = None
+    dataset: str | None = None
     every_seconds: float = 3600.0
     window_seconds: float = 3600.0
     min_rows: int = 200
@@ -135,6 +137,13 @@ class MonitorSpec:
     retrain: RetrainSpec | None = None
 
     def __post_init__(self) -> None:
+        if (self.deployment is None) == (self.dataset is None):
+            raise InvalidSpecError("A monitor watches either a deployment or a dataset.")
+        if self.dataset is not None and self.retrain is not None:
+            raise InvalidSpecError(
+                "Retraining needs a deployment to roll the new model out to; a dataset "
+                "monitor can only alert."
+            )
         if self.every_seconds <= 0 or self.window_seconds <= 0:
             raise InvalidSpecError("every_seconds and window_seconds must be > 0.")
         if self.min_rows < 1:
@@ -275,7 +284,8 @@ class Monitors:
         self,
         name: str,
         *,
-        deployment: str,
+        deployment: str | None = None,
+        dataset: str | None = None,
         reference: Any,
         columns: Sequence[str] | None = None,
         every_seconds: float = 3600.0,
@@ -291,7 +301,8 @@ class Monitors:
         reason: str | None = None,
         replace: bool = False,
     ) -> MonitorRecord:
-        """Create a monitor of ``deployment``; the reference is profiled now and stored.
+        """Create a monitor of ``deployment`` (or of ``dataset``'s new versions); the
+        reference is profiled now and stored.
 
         ``reference``: a DataFrame/Arrow table/Parquet path, ``NAME@V`` (a dataset version)
         or ``run:ID`` (the dataset version the run trained on). Columns default to the
@@ -302,9 +313,25 @@ class Monitors:
         from keel import monitoring
         from keel.serving import Deployments
 
-        dep = Deployments(self.client).get(deployment)
+        if (deployment is None) == (dataset is None):
+            raise InvalidSpecError("Give a monitor a deployment or a dataset to watch.")
         frame = self._reference_frame(reference)
-        model = None
+        if dataset is not None:
+            import keel.data
+
+            keel.data.versions(dataset, client=self.client)  # it exists
+            ref = monitoring.reference(frame, name=name, columns=columns)
+            blob = self.client.objects.put_bytes(json.dumps(ref.to_dict()).encode())
+            spec = MonitorSpec(
+                reference_digest=blob.digest, dataset=dataset, every_seconds=every_seconds,
+                window_seconds=window_seconds, min_rows=min_rows, tests=dict(tests or {}),
+                thresholds=dict(thresholds or {}),
+                columns=tuple(columns) if columns else None, prediction_column=None,
+                alert=alert if isinstance(alert, AlertSpec) else AlertSpec(**(alert or {})),
+            )  # fmt: skip
+            return self._save(name, spec, reason, replace)
+        assert deployment is not None
+        dep = Deployments(self.client).get(deployment)
         from keel.registry import Registry
 
         model = Registry(self.client).load(f"models:/{dep.policy.primary}")
@@ -345,6 +372,11 @@ class Monitors:
                 else RetrainSpec(**retrain)
             ),
         )
+        return self._save(name, spec, reason, replace)
+
+    def _save(
+        self, name: str, spec: MonitorSpec, reason: str | None, replace: bool
+    ) -> MonitorRecord:
         if replace:
             from keel.exceptions import AlreadyExistsError
 
@@ -397,6 +429,9 @@ class Monitors:
         started = now_ms() if now is None else now
         record = self._store.get(name)
         spec = MonitorSpec.from_dict(record.spec)
+        if spec.dataset is not None:
+            return self._evaluate_dataset(name, spec, agent, started)
+        assert spec.deployment is not None
         deps = Deployments(self.client)
         # a monitor never reads traffic from before it was (re)configured: a new reference
         # or new tests must not be judged on what the old ones already saw
@@ -474,6 +509,67 @@ class Monitors:
         record_run(name, spec.deployment, status, summary, report)
         return run
 
+    def _evaluate_dataset(
+        self, name: str, spec: MonitorSpec, agent: str, started: int
+    ) -> MonitorRunRecord:
+        """Check the dataset's newest version against the reference (once per version)."""
+        import keel.data
+        from keel import monitoring
+        from keel.monitoring._metrics import record_run
+
+        assert spec.dataset is not None
+        latest = keel.data.versions(spec.dataset, client=self.client)[-1]
+        previous = self._store.runs(name, limit=1)
+        if previous and previous[0].summary.get("dataset_version") == latest.uri:
+            return self._store.add_run(
+                name, started_at=started, status="unchanged", agent=agent,
+                summary={"dataset_version": latest.uri, "rows": 0},
+            )  # fmt: skip
+        ref = monitoring.Reference.from_dict(
+            json.loads(self.client.objects.get_bytes(spec.reference_digest))
+        )
+        current = keel.data.table_path(latest.uri, client=self.client)
+        report = monitoring.check(
+            ref, str(current), tests=spec.tests or None, thresholds=spec.thresholds or None,
+            columns=list(spec.columns) if spec.columns else None, min_rows=spec.min_rows,
+        )  # fmt: skip
+        drifted_cols = [c for c, r in _column_items(report) if _col_drifted(r)]
+        status = "insufficient" if report.insufficient else ("drift" if report.drifted else "ok")
+        summary: dict[str, Any] = {
+            "dataset_version": latest.uri,
+            "rows": report.rows_current,
+            "share_drifted": report.share_drifted,
+            "drifted_columns": drifted_cols,
+            "insufficient": report.insufficient,
+            "schema_issues": _jsonable(report.schema_issues),
+        }
+        report_blob = self.client.objects.put_bytes(report.to_json().encode())
+        html_blob = self.client.objects.put_bytes(_html(report).encode())
+        summary["alerts"] = (
+            self._alert(
+                name,
+                spec,
+                "drift",
+                spec.alert.severity,
+                f"Data drift in dataset {latest.uri}: {len(drifted_cols)} of "
+                f"{len(report.columns)} columns drifted ({', '.join(drifted_cols[:6])})",
+                {
+                    "share_drifted": report.share_drifted,
+                    "drifted": ", ".join(drifted_cols),
+                    "rows": report.rows_current,
+                    "report_blob": html_blob.digest,
+                },
+            )
+            if status == "drift"
+            else []
+        )
+        run = self._store.add_run(
+            name, started_at=started, status=status, agent=agent, summary=summary,
+            report_digest=report_blob.digest, html_digest=html_blob.digest,
+        )  # fmt: skip
+        record_run(name, spec.dataset, status, summary, report)
+        return run
+
     def _performance(
         self, rows: Sequence[Mapping[str, Any]], current: Any, spec: MonitorSpec
     ) -> dict[str, Any]:
@@ -524,7 +620,8 @@ class Monitors:
                 dedupe_key=f"{name}:{kind}:{target}",
                 severity=severity,
                 title=title,
-                payload={"kind": kind, "target": target, "deployment": spec.deployment,
+                payload={"kind": kind, "target": target,
+                         "deployment": spec.deployment, "dataset": spec.dataset,
                          "details": details},
                 cooldown_ms=int(spec.alert.cooldown_seconds * 1000),
             )  # fmt: skip

@@ -142,7 +142,10 @@ def retrain(client: Client, monitor: str, spec: MonitorSpec, *, reason: str) -> 
     assert r is not None
     started = now_ms()
     deployments = Deployments(client)
-    dep = deployments.get(spec.deployment)
+    if spec.deployment is None:  # pragma: no cover - MonitorSpec refuses it
+        raise InvalidSpecError("Retraining needs a deployment.")
+    deployment = spec.deployment
+    dep = deployments.get(deployment)
     if dep.policy.kind not in ("single", "bluegreen"):  # an experiment is already running
         return {"started_at": started, "skipped": f"a {dep.policy.kind} is already running"}
     champion_ref = dep.policy.primary
@@ -164,7 +167,7 @@ def retrain(client: Client, monitor: str, spec: MonitorSpec, *, reason: str) -> 
         )  # fmt: skip
         context = RetrainContext(
             monitor=monitor,
-            deployment=spec.deployment,
+            deployment=deployment,
             model=r.model,
             champion=champion_ref,
             reason=reason,
@@ -207,7 +210,7 @@ def retrain(client: Client, monitor: str, spec: MonitorSpec, *, reason: str) -> 
         description=f"retrained by monitor {monitor} ({reason}); gate: {summary}",
     )
     deployments.canary(
-        spec.deployment,
+        deployment,
         f"models:/{mv.name}/{mv.version}",
         steps=r.canary_steps,
         step_seconds=r.canary_step_seconds,

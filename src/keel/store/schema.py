@@ -480,7 +480,7 @@ monitor_runs = Table(
     Column("monitor_id", BigId, ForeignKey("monitors.id"), nullable=False),
     Column("started_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
-    Column("status", String(16), nullable=False),  # ok | drift | insufficient | failed
+    Column("status", String(16), nullable=False),  # ok|drift|degraded|insufficient|unchanged|failed
     Column("agent", String(250)),
     Column("summary", Text),  # JSON: share drifted, drifted columns, performance, health
     Column("report_digest", String(64)),  # the JSON report blob
