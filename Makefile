@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 # This machine kind keeps the CPU build of torch in /opt/wheels; uv does not read pip.conf.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-server bench-data bench-validation bench-serving bench-scale clean
+.PHONY: demo test install install-test lint typecheck services bench-tracking bench-registry bench-server bench-data bench-validation bench-serving bench-monitoring bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -58,6 +58,9 @@ bench-validation: install-test
 
 bench-serving: install-test
 	$(PY) benchmarks/serving/run.py
+
+bench-monitoring: install-test
+	$(PY) benchmarks/monitoring/run.py
 
 bench-scale: install
 	$(PY) benchmarks/scale/run.py

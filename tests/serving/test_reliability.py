@@ -488,18 +488,19 @@ def test_policy_changes_under_load_fail_no_request(
         ("bluegreen v1 idle", lambda: serving.bluegreen("churn", v1), 0.5),
         ("switch to v1", lambda: serving.switch("churn"), 2.0),
         ("switch to v2", lambda: serving.switch("churn"), 0.5),
-        ("rollback to v1", lambda: serving.rollback("churn"), 0.5),
-        ("promote idle v2", lambda: serving.promote("churn"), 0.5),
-        ("shadow v1", lambda: serving.shadow("churn", v1), 0.5),
-        ("rollback shadow", lambda: serving.rollback("churn"), 0.5),
-        ("ab v1 50%", lambda: serving.ab("churn", v1, split=0.5), 0.5),
-        ("set_traffic 0", lambda: serving.set_traffic("churn", 0.0), 0.5),
+        ("rollback: drop idle v1", lambda: serving.rollback("churn"), 0.5),
+        ("bluegreen v1 again", lambda: serving.bluegreen("churn", v1), 0.5),
+        ("switch to v1", lambda: serving.switch("churn"), 0.5),
         ("promote v1", lambda: serving.promote("churn"), 0.5),
-        ("rollback to v2", lambda: serving.rollback("churn"), 0.5),
-        ("canary v1 50%", lambda: serving.canary(
-            "churn", v1, steps=(0.5, 1.0), step_seconds=3600, guards=never), 0.5),
-        ("rollback canary", lambda: serving.rollback("churn"), 0.5),
-        ("rollback to v1", lambda: serving.rollback("churn"), 0.0),
+        ("shadow v2", lambda: serving.shadow("churn", v2), 0.5),
+        ("rollback shadow", lambda: serving.rollback("churn"), 0.5),
+        ("ab v2 50%", lambda: serving.ab("churn", v2, split=0.5), 0.5),
+        ("set_traffic 0", lambda: serving.set_traffic("churn", 0.0), 0.5),
+        ("promote v2", lambda: serving.promote("churn"), 0.5),
+        ("rollback to v1", lambda: serving.rollback("churn"), 0.5),
+        ("canary v2 50%", lambda: serving.canary(
+            "churn", v2, steps=(0.5, 1.0), step_seconds=3600, guards=never), 0.5),
+        ("rollback canary", lambda: serving.rollback("churn"), 0.0),
     ]  # fmt: skip
     load = Load(
         server.url + PREDICT, lambda i: bodies[i % len(bodies)], clients=8, max_seconds=60

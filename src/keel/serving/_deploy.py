@@ -415,8 +415,8 @@ class Deployments:
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
         """The new version becomes the only one; the old stays loaded as fallback.
 
-        The new version is the candidate (canary, shadow, challenger, a staged colour),
-        or, after a blue-green switch, the colour now live.
+        The new version is the candidate (canary, shadow, challenger) or, in a blue-green,
+        the colour it staged, whether or not it is live yet.
         """
         dep = self.get(name)
         p = dep.policy
@@ -425,17 +425,23 @@ class Deployments:
                 f"Deployment '{name}' serves only {p.primary}: there is no candidate to promote.",
                 name=name,
             )
-        if p.kind == "bluegreen" and self._switched(name):
-            # after a switch the new colour is already live: keep it, drop the idle old one
-            return self._write(dep, self._single(p, p.primary, p.candidate), "promote", reason)
+        if p.kind == "bluegreen":
+            # finish a blue-green: the staged colour stays, live or not; the other is fallback
+            staged = self._staged(name, p)
+            old = p.primary if staged == p.candidate else p.candidate
+            return self._write(dep, self._single(p, staged, old), "promote", reason)
         return self._write(dep, self._single(p, p.candidate, p.primary), "promote", reason)
 
-    def _switched(self, name: str) -> bool:
-        """Has the current blue-green pair been switched (since it was staged)?"""
+    def _staged(self, name: str, p: Policy) -> str:
+        """The colour a blue-green staged (the new one), whichever is live now."""
         for rev in reversed(self.history(name)):
-            if rev.action in ("switch", "bluegreen"):
-                return rev.action == "switch"
-        return False
+            if rev.action == "bluegreen":
+                staged = rev.policy.get("candidate")
+                if staged in (p.primary, p.candidate):
+                    return str(staged)
+                break
+        assert p.candidate is not None
+        return p.candidate
 
     @staticmethod
     def _single(p: Policy, primary: str, fallback: str | None) -> Policy:
@@ -453,16 +459,17 @@ class Deployments:
     def rollback(
         self, name: str, *, reason: str | None = None, _expected: Deployment | None = None
     ) -> Deployment:
-        """Undo: drop a candidate (canary, shadow, A/B); blue-green switch back; or, serving one
-        version, go back to the version served before it."""
+        """Undo: drop a candidate (canary, shadow, A/B); blue-green: switch back to the old
+        colour if the staged one is live, else drop the staged one; serving one version:
+        go back to the version served before it."""
         dep = _expected or self.get(name)
         p = dep.policy
         if p.kind in ("canary", "shadow", "ab"):
             policy = self._single(p, p.primary, p.fallback)
         elif p.kind == "bluegreen" and p.candidate is not None:
-            if self._switched(name):  # switch back; the new colour stays loaded, idle
+            if p.primary == self._staged(name, p):  # the new colour is live: switch back
                 policy = p.replace(primary=p.candidate, candidate=p.primary, fallback=p.primary)
-            else:  # staged but never live: drop it
+            else:  # the new colour is idle: drop it
                 policy = self._single(p, p.primary, p.fallback)
         else:
             previous = self._previous_primary(name, p.primary)
