@@ -633,7 +633,7 @@ def test_overwrite_swaps_without_the_exchange_syscall(
 ) -> None:
     out = tmp_path / "bundle"
     write_bundle(make_spec(), out)
-    monkeypatch.setattr(_build, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(_build, "exchange", lambda a, b: False)
     write_bundle(make_spec(workers=3), out, overwrite=True)
     assert '"--workers", "3"' in (out / "Dockerfile").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

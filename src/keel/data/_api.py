@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel._fs import exchange
 from keel.data._tree import (
     RACY_NS,
     DataManifest,
@@ -681,20 +682,6 @@ def _build(
     return tmp, tmp, cache
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``)."""
-    import ctypes
-    import ctypes.util
-
-    libc_name = ctypes.util.find_library("c")
-    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return bool(rc == 0)
-
-
 def _swap_in(new: Path, target: Path, tmp: Path) -> None:
     """Replace ``target`` with ``new`` so that a reader sees the old or the new tree."""
     try:
@@ -708,7 +695,7 @@ def _swap_in(new: Path, target: Path, tmp: Path) -> None:
             )
         elif not new.is_dir():
             new.replace(target)
-        elif not _exchange(new, target):  # `new` now holds the old tree, removed below
+        elif not exchange(new, target):  # `new` now holds the old tree, removed below
             old = tmp.with_name(tmp.name + "-old")
             target.rename(old)
             new.rename(target)

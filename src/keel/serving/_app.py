@@ -681,10 +681,7 @@ class ServingApp:
             fallback = policy.primary if role == CANDIDATE else policy.fallback
             fb_slot = live.slots.get(fallback) if fallback else None
             if fb_slot is None:
-                self._count(live.name, ref, "error")
-                self._log_row(
-                    live, request_id, ref, ref, role, "error", start, prepared, None, error
-                )
+                self._unanswered(live, request_id, ref, role, start, prepared, error)
                 raise HttpError(
                     500,
                     "model_error",
@@ -698,10 +695,7 @@ class ServingApp:
                 )
                 out = await fb_slot.submit(fb_prepared, fn, live.name)
             except Exception as exc2:
-                self._count(live.name, ref, "error")
-                self._log_row(
-                    live, request_id, ref, ref, role, "error", start, prepared, None, error
-                )
+                self._unanswered(live, request_id, ref, role, start, prepared, error)
                 raise HttpError(
                     500,
                     "model_error",
@@ -727,6 +721,20 @@ class ServingApp:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return {"outputs": outputs, "served_by": served_by, "role": role}
+
+    def _unanswered(
+        self,
+        live: _Live,
+        request_id: str,
+        ref: str,
+        role: str,
+        start: float,
+        prepared: Prepared,
+        error: str,
+    ) -> None:
+        """Count and log a request nobody could answer."""
+        self._count(live.name, ref, "error")
+        self._log_row(live, request_id, ref, ref, role, "error", start, prepared, None, error)
 
     def _count(self, deployment: str, ref: str, status: str) -> None:
         key = (deployment, ref, status)

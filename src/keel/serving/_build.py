@@ -31,6 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from keel._fs import exchange
 from keel.exceptions import AlreadyExistsError, InvalidSpecError, did_you_mean
 
 __all__ = ["BuildModel", "BuildSpec", "kubernetes_name", "render_bundle", "write_bundle"]
@@ -842,20 +843,6 @@ def to_yaml(doc: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux ``renameat2(RENAME_EXCHANGE)``)."""
-    import ctypes
-    import ctypes.util
-
-    libc_name = ctypes.util.find_library("c")
-    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return bool(rc == 0)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
@@ -911,7 +898,7 @@ def write_bundle(spec: BuildSpec, out_dir: Path, *, overwrite: bool = False) -> 
             tmp.rename(final)
         elif not any(final.iterdir()):
             tmp.replace(final)  # rename(2) over an empty directory is atomic
-        elif _exchange(tmp, final):  # tmp now holds the old bundle, removed below
+        elif exchange(tmp, final):  # tmp now holds the old bundle, removed below
             pass
         else:
             old = tmp.with_name(tmp.name + "-old")
