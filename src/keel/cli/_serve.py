@@ -160,7 +160,7 @@ def deploy_create(
     fallback: Annotated[
         str | None, typer.Option(help="A model version answering when the primary fails.")
     ] = None,
-    max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
+    max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 1024,
     max_wait_ms: Annotated[float, typer.Option(help="Wait for a batch to fill (ms).")] = 0.0,
     no_log_inputs: Annotated[
         bool, typer.Option("--no-log-inputs", help="Do not log request inputs.")

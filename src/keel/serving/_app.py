@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import re
@@ -372,6 +373,11 @@ class ServingApp:
         self.logger.start()
         self._limit_threads()
         self.refresh()
+        # objects alive after start-up (libraries, the first models) are not garbage: keep the
+        # cyclic collector from scanning them again and again (its pauses were the tail
+        # latency). Models loaded later are scanned as usual, so replaced ones are freed.
+        gc.collect()
+        gc.freeze()
 
     def _limit_threads(self) -> None:
         try:

@@ -272,7 +272,7 @@ class Deployments:
         fallback: str | None = None,
         description: str | None = None,
         reason: str | None = None,
-        max_batch_size: int = 64,
+        max_batch_size: int = 1024,
         max_wait_ms: float = 0.0,
         log_inputs: bool = True,
         alert_webhook: str | None = None,

@@ -117,7 +117,7 @@ class PredictionLogger:
         write: Callable[[Sequence[dict[str, Any]]], None] | None,
         *,
         flush_interval: float = 1.0,
-        max_rows: int = 5_000,
+        max_rows: int = 512,
         max_pending: int = 200_000,
         on_dropped: Callable[[int], None] | None = None,
     ) -> None:

@@ -82,7 +82,8 @@ class Policy:
         fallback: the version answering when the primary raises (the previous
             version after a promote or rollback); a failing candidate falls back
             to the primary.
-        max_batch_size: most rows predicted in one call (adaptive micro-batching).
+        max_batch_size: most rows predicted in one call (adaptive micro-batching); a
+            request larger than this is predicted alone.
         max_wait_ms: how long a batch may wait for more requests once the model is
             idle (0: never wait; batches still form while the model is busy).
         log_inputs: log request inputs with each prediction.
@@ -102,7 +103,7 @@ class Policy:
     ab_metric: str = "binary"
     started_at: int = 0
     fallback: str | None = None
-    max_batch_size: int = 64
+    max_batch_size: int = 1024
     max_wait_ms: float = 0.0
     log_inputs: bool = True
     alert_webhook: str | None = None
