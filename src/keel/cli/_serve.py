@@ -130,6 +130,7 @@ def serve_cmd(
             workers=workers,
             log_level=log_level.lower(),
             access_log=False,
+            proxy_headers=False,  # a direct server: no X-Forwarded-* rewriting per request
             lifespan="on",
         )
 

@@ -166,6 +166,8 @@ class ModelSlot:
         self._queue: list[_Pending] = []
         self._draining = False
         self._task: asyncio.Task[None] | None = None
+        self._index: Any = None  # pd.Index of the input names, built once
+        self._index_names: list[str] = []
         self._batch_hist: dict[str, Any] = {}
 
     def prepare(self, body: Any) -> Prepared:
@@ -177,22 +179,37 @@ class ModelSlot:
         fn = predictor.predict if method == "predict" else predictor.predict_proba
         if fn is None:
             raise InvalidSpecError(f"Model {self.ref} has no {method}.")
-        data = (
-            prepared.matrix
-            if self.signature is not None and self.signature.is_tensor
-            else prepared.frame()
-        )
-        return fn(data)
+        if self.signature is not None and self.signature.is_tensor:
+            return fn(prepared.matrix)
+        if self._index is None or self._index_names != prepared.names:
+            import pandas as pd
+
+            self._index, self._index_names = pd.Index(prepared.names), prepared.names
+        return fn(prepared.frame(self._index))
 
     async def submit(self, prepared: Prepared, method: str, deployment: str) -> Any:
         """Predict ``prepared`` (with whatever else is queued); returns this request's rows."""
         loop = asyncio.get_running_loop()
+        if not self._draining and not self._queue and self.max_wait == 0 and _alone(loop):
+            # nothing else is running or waiting on this worker: predict here, without the
+            # hop to the predict thread (with concurrent requests, the queue batches them)
+            out = self._call(prepared, method)
+            self._observe(deployment, prepared.n)
+            return out
         pending = _Pending(prepared, method, loop.create_future())
         self._queue.append(pending)
         if not self._draining:
             self._draining = True
             self._task = loop.create_task(self._drain(deployment))
         return await pending.future
+
+    def _observe(self, deployment: str, rows: int) -> None:
+        hist = self._batch_hist.get(deployment)
+        if hist is None:
+            hist = self._batch_hist[deployment] = self.metrics.batch_rows.labels(
+                deployment, self.ref
+            )
+        hist.observe(rows)
 
     def _take(self) -> list[_Pending]:
         queue, rows = self._queue, 0
@@ -248,12 +265,7 @@ class ModelSlot:
                 except Exception as single:
                     _settle(item.future, error=single)
             return
-        hist = self._batch_hist.get(deployment)
-        if hist is None:
-            hist = self._batch_hist[deployment] = self.metrics.batch_rows.labels(
-                deployment, self.ref
-            )
-        hist.observe(merged.n)
+        self._observe(deployment, merged.n)
         if len(batch) == 1:
             _settle(batch[0].future, result=out)
             return
@@ -268,6 +280,22 @@ class ModelSlot:
         except Exception as exc:
             for item in batch:
                 _settle(item.future, error=exc)
+
+
+_fewest_tasks: list[int] = []
+
+
+def _alone(loop: asyncio.AbstractEventLoop) -> bool:
+    """Is the calling request the only one in flight on this loop?
+
+    A request is a task; the fewest tasks ever seen while serving one is the server's
+    own tasks plus that request, so a count above it means other requests are in flight
+    (or a shadow, or a drain) and the request should join the batching queue instead.
+    """
+    count = len(asyncio.all_tasks(loop))
+    if not _fewest_tasks or count < _fewest_tasks[0]:
+        _fewest_tasks[:] = [count]
+    return count == _fewest_tasks[0]
 
 
 def _settle(
