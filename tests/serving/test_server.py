@@ -399,7 +399,8 @@ def _check_policies(
         if served[-1] == "churn/2":
             break
     elapsed = time.monotonic() - start
-    assert served[-1] == "churn/2" and elapsed < 1.5, (elapsed, served[-3:])
+    # refreshes every 0.5 s; on a loaded test machine allow scheduling slack
+    assert served[-1] == "churn/2" and elapsed < 2.5, (elapsed, served[-3:])
     assert set(served) <= {"churn/1", "churn/2"}
 
     # shadow: users get the primary's answers; the shadow's rows show full disagreement
