@@ -4,8 +4,8 @@
 estimator the orchestrator trained, logs it with ``keel.log_model`` (registered as
 ``bench``, version 1, signature from the example records) and creates the
 single-version deployment ``bench`` that ``keel serve`` then answers at
-``POST /v1/deployments/bench/predict``, and ``bench-b1024``, the same version with
-micro-batches of up to 1,024 rows instead of the default 64.
+``POST /v1/deployments/bench/predict``, and ``bench-nobatch``, the same version with
+micro-batching off (``max_batch_size=1``), to show what batching is worth.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import keel
 from keel.serving import create_deployment
 
 MODEL_NAME = "bench"
-#: A second deployment of the same version whose micro-batches may hold 1,024 rows
-#: (the default is 64), so concurrent 100-row requests are predicted together.
-BIG_BATCH_DEPLOYMENT = "bench-b1024"
-BIG_BATCH_ROWS = 1_024
+#: A second deployment of the same version that predicts every request alone.
+NO_BATCH_DEPLOYMENT = "bench-nobatch"
 
 
 def main(argv: list[str]) -> int:
@@ -40,9 +38,7 @@ def main(argv: list[str]) -> int:
         )
     version = info.version.version if info.version is not None else 1
     create_deployment(MODEL_NAME, f"models:/{MODEL_NAME}/{version}")
-    create_deployment(
-        BIG_BATCH_DEPLOYMENT, f"models:/{MODEL_NAME}/{version}", max_batch_size=BIG_BATCH_ROWS
-    )
+    create_deployment(NO_BATCH_DEPLOYMENT, f"models:/{MODEL_NAME}/{version}", max_batch_size=1)
     print(json.dumps({"keel": keel.__version__, "model_uri": info.uri, "version": version}))
     return 0
 

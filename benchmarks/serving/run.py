@@ -123,11 +123,11 @@ SERVERS: tuple[ServerDef, ...] = (
     ServerDef("keel", "keel serve (1 worker)", "keel", note="prediction logging on (default)"),
     ServerDef("keel-2w", "keel serve (2 workers)", "keel", workers=2, note="prediction logging on"),
     ServerDef(
-        "keel-b1024",
-        "keel serve (1 worker), max_batch_size=1024",
+        "keel-nobatch",
+        "keel serve (1 worker), max_batch_size=1",
         "keel",
-        deployment="bench-b1024",
-        note="micro-batches of up to 1,024 rows (default 64); prediction logging on",
+        deployment="bench-nobatch",
+        note="micro-batching off: every request predicted alone; prediction logging on",
     ),
     ServerDef(
         "mlflow",
