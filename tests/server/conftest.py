@@ -9,6 +9,7 @@ and registry end-to-end tests through it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -43,6 +44,44 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "PYTEST"))}
     env.update(KEEL_HOME=str(home), KEEL_USER="keel-server", **extra)
     return env
+
+
+@contextlib.contextmanager
+def auth_server_process(home: Path) -> Iterator[str]:
+    """``keel server`` with access control on (KEEL_AUTH=on) over ``home``; yields its URL.
+
+    Started on a free port, waited for until /healthz answers, stopped (SIGTERM, then
+    SIGKILL) on exit. Seed users, tokens and roles in ``home`` before entering.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "keel", "server", "--host", "127.0.0.1", "--port", str(port)]
+    with (home / "server.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--log-level", "warning"],
+            env=server_env(home, KEEL_AUTH="on"),  # KEEL_USER=keel-server
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "keel server did not answer"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 class LiveServer:

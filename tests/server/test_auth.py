@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,7 @@ from keel.exceptions import ConfigError, KeelError
 from keel.objects.base import hash_bytes
 from keel.store.sql import SqlStore
 from keel.tracking.client import Client
-from tests.server.conftest import free_port, server_env
+from tests.server.conftest import auth_server_process
 
 SPEC = {"flavor": "sklearn", "format": "skops", "unsafe": False}
 USERS = ("admin", "reader", "writer", "approver", "scoped", "temp")
@@ -107,36 +104,8 @@ def _seed(home: Path) -> tuple[dict[str, str], dict[str, int], list[str]]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("auth-server")
     tokens, ids, (exp_a, exp_b, run_a, run_b) = _seed(home)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "keel", "server", "--host", "127.0.0.1", "--port", str(port)]
-    log = (home / "server.log").open("ab")
-    proc = subprocess.Popen(
-        [*cmd, "--log-level", "warning"],
-        env=server_env(home, KEEL_AUTH="on"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "keel server did not answer"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+    with auth_server_process(home) as url:
         yield World(url, home, tokens, ids, exp_a, exp_b, run_a, run_b)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def test_requests_without_a_valid_token_get_401(world: World) -> None:

@@ -9,9 +9,6 @@ refused digests, paging, errors, and access control with ``KEEL_AUTH=on``.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,7 @@ from keel.store.rest import RestStore
 from keel.store.sql import SqlStore
 from keel.tracking import fluent
 from keel.tracking.client import Client
-from tests.server.conftest import LiveServer, free_port, server_env
+from tests.server.conftest import LiveServer, auth_server_process
 
 OLD = 1_600_000_000
 
@@ -251,35 +248,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         tokens[user] = made.token
         store.registry.grant(user, user, actor="admin")
     seed.close()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "keel", "server", "--host", "127.0.0.1", "--port", str(port)]
-    with (home / "server.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--log-level", "warning"],
-            env=server_env(home, KEEL_AUTH="on"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "keel server did not answer"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+    with auth_server_process(home) as url:
         yield url, tokens
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def _as(token: str) -> dict[str, str]:

@@ -8,20 +8,15 @@ of ``team-a`` and has pending approval requests made by ``writer``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from keel.config import load_settings
 from keel.store.sql import SqlStore
 from keel.tracking.client import Client
-from tests.server.conftest import free_port, server_env
+from tests.server.conftest import auth_server_process
 
 USERS = ("admin", "reader", "writer", "approver", "scoped", "temp")
 SPEC = {"flavor": "sklearn", "format": "skops", "unsafe": False}
@@ -90,33 +85,6 @@ def seed(home: Path) -> AuthWorld:
 def auth_server(home: Path) -> Iterator[AuthWorld]:
     """Seed ``home`` and run ``keel server`` on it with KEEL_AUTH=on."""
     world = seed(home)
-    port = free_port()
-    world.url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "keel", "server", "--host", "127.0.0.1", "--port", str(port)]
-    log = (home / "server.log").open("ab")
-    proc = subprocess.Popen(
-        [*cmd, "--log-level", "warning"],
-        env=server_env(home, KEEL_AUTH="on"),  # KEEL_USER=keel-server
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "keel server did not answer"
-            try:
-                if httpx.get(f"{world.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+    with auth_server_process(home) as url:
+        world.url = url
         yield world
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
