@@ -23,9 +23,7 @@ from keel.objects.base import hash_bytes
 from keel.store.sql import SqlStore
 from keel.tracking.client import Client
 from tests.server.conftest import auth_server_process
-
-SPEC = {"flavor": "sklearn", "format": "skops", "unsafe": False}
-USERS = ("admin", "reader", "writer", "approver", "scoped", "temp")
+from tests.ui._authworld import seed
 
 
 @dataclass
@@ -65,39 +63,15 @@ class World:
 
 
 def _seed(home: Path) -> tuple[dict[str, str], dict[str, int], list[str]]:
-    settings = load_settings(environ={"KEEL_HOME": str(home), "KEEL_USER": "admin"})
-    client = Client(settings)
-    store = client.store
-    assert isinstance(store, SqlStore)
-    tokens: dict[str, str] = {}
-    ids: dict[str, int] = {}
-    for user in USERS:
-        store.auth.create_user(user, actor="admin")
-        made = store.auth.create_token(user, actor="admin", label="test")
-        assert made.token is not None
-        tokens[user], ids[user] = made.token, made.id
-    reg = store.registry
-    reg.grant("admin", "admin", actor="admin")  # the first admin (no admins yet)
-    for user in ("reader", "writer", "approver", "temp"):
-        reg.grant(user, user if user != "temp" else "reader", actor="admin")
-    exp_a = store.create_experiment("team-a").experiment_id
-    exp_b = store.create_experiment("team-b").experiment_id
-    reg.grant("scoped", "reader", actor="admin", experiment=exp_a)
-    run_a = store.create_run(exp_a, name="a").run_id
-    run_b = store.create_run(exp_b, name="b").run_id
-    reg.create_version(
-        "churn",
-        actor="admin",
-        source=f"runs:/{run_a}/model",
-        run_id=None,
-        manifest_digest="d" * 64,
-        spec=SPEC,
-        metrics={},
-        datasets=[],
+    """The web UI tests' world (tests/ui/_authworld.py), with churn's Production stage and
+    champion alias protected."""
+    world = seed(home)
+    store = world.store()
+    store.registry.set_protection(
+        "churn", actor="admin", stages=["Production"], aliases=["champion"]
     )
-    reg.set_protection("churn", actor="admin", stages=["Production"], aliases=["champion"])
-    client.close()
-    return tokens, ids, [exp_a, exp_b, run_a, run_b]
+    store.close()
+    return world.tokens, world.ids, [world.exp_a, world.exp_b, world.run_a, world.run_b]
 
 
 @pytest.fixture(scope="module")

@@ -11,35 +11,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner
 
 import keel
 from keel import serving
 from keel.cli import main as cli
 from keel.models import load
+from tests.cli._helpers import invoke, plain_consoles, runner
 from tests.serving.conftest import make_data
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
 def plain_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deterministic output: no colours, a fixed width (the consoles write to the runner)."""
-    monkeypatch.setattr(cli, "console", Console(width=160, color_system=None))
-    monkeypatch.setattr(cli, "err_console", Console(width=200, color_system=None, stderr=True))
-
-
-def invoke(*args: str, code: int = 0) -> Any:
-    """Run ``keel ARGS`` in-process and check its exit code."""
-    result = runner.invoke(cli.app, list(args))
-    assert result.exit_code == code, (
-        f"keel {' '.join(args)} exited {result.exit_code}, expected {code}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\nexception: {result.exception!r}"
-    )
-    if code == 0:
-        assert result.exception is None
-    return result
+    plain_consoles(monkeypatch, width=160)
 
 
 def as_json(*args: str) -> Any:

@@ -31,6 +31,7 @@ class AuthWorld:
     exp_b: str
     run_a: str
     run_b: str
+    ids: dict[str, int] = field(default_factory=dict)  # API token id of each user
     requests: list[int] = field(default_factory=list)
 
     def store(self) -> SqlStore:
@@ -47,16 +48,18 @@ class AuthWorld:
 
 
 def seed(home: Path) -> AuthWorld:
+    """Users (one API token each), roles, two experiments with a run each, model churn v1."""
     settings = load_settings(environ={"KEEL_HOME": str(home), "KEEL_USER": "admin"})
     client = Client(settings)
     store = client.store
     assert isinstance(store, SqlStore)
     tokens: dict[str, str] = {}
+    ids: dict[str, int] = {}
     for user in USERS:
         store.auth.create_user(user, actor="admin")
         made = store.auth.create_token(user, actor="admin", label="test")
         assert made.token is not None
-        tokens[user] = made.token
+        tokens[user], ids[user] = made.token, made.id
     reg = store.registry
     reg.grant("admin", "admin", actor="admin")
     for user, role in (("reader", "reader"), ("writer", "writer"), ("approver", "approver")):
@@ -78,7 +81,7 @@ def seed(home: Path) -> AuthWorld:
         datasets=[],
     )
     client.close()
-    return AuthWorld("", home, tokens, exp_a, exp_b, run_a, run_b)
+    return AuthWorld("", home, tokens, exp_a, exp_b, run_a, run_b, ids)
 
 
 @contextmanager
